@@ -1,0 +1,12 @@
+from django.db import migrations
+
+from apps.tenancy.operations import EnableRowLevelSecurity
+
+
+class Migration(migrations.Migration):
+    dependencies = [("accounts", "0001_initial"), ("tenancy", "0002_row_level_security")]
+
+    operations = [
+        EnableRowLevelSecurity("Account"),
+        EnableRowLevelSecurity("AccountExternalId"),
+    ]

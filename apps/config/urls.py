@@ -1,0 +1,38 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.permissions import AllowAny
+
+from apps.accounts import apis as account_apis
+from apps.accounts import views as account_views
+from apps.common import views as common_views
+from apps.tenancy import views as tenancy_views
+
+tenant_patterns = [
+    path("", tenancy_views.dashboard, name="tenant-dashboard"),
+    path("accounts/", account_views.account_list_view, name="account-list"),
+    path("accounts/<int:account_id>/", account_views.account_detail_view, name="account-detail"),
+    path("accounts/<int:account_id>/edit/", account_views.account_edit_view, name="account-edit"),
+]
+
+api_patterns = [
+    path("accounts/", account_apis.AccountListApi.as_view(), name="api-account-list"),
+    path("accounts/<int:account_id>/", account_apis.AccountDetailApi.as_view(), name="api-account-detail"),
+    path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+         name="api-schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema", authentication_classes=[],
+                                                      permission_classes=[AllowAny]), name="api-docs"),
+]
+
+urlpatterns = [
+    path("", common_views.home, name="home"),
+    path("healthz", common_views.healthz, name="healthz"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("t/<slug:tenant_slug>/", include(tenant_patterns)),
+    path("api/v1/", include(api_patterns)),
+]
+
+handler500 = "apps.common.views.server_error"

@@ -1,0 +1,12 @@
+from django.db import migrations
+
+from apps.tenancy.operations import EnableRowLevelSecurity
+
+
+class Migration(migrations.Migration):
+    dependencies = [("tenancy", "0001_initial")]
+
+    operations = [
+        EnableRowLevelSecurity("Membership"),
+        EnableRowLevelSecurity("ApiKey"),
+    ]

@@ -1,0 +1,60 @@
+"""Enforcing the role × action matrix in views, APIs and services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from apps.tenancy.roles import Action, role_can
+
+
+def request_role(request: HttpRequest | Request) -> str | None:
+    """The role the request acts with: the member's role, or the API key's."""
+    key = getattr(request, "api_key", None)
+    if key is not None:
+        return key.role
+    membership = getattr(request, "membership", None)
+    return membership.role if membership is not None else None
+
+
+def authorize(role: str | None, action: str) -> None:
+    """Raise PermissionDenied unless ``role`` may do ``action``. Services call this too."""
+    if role is None or not role_can(role, action):
+        raise PermissionDenied(f"Your role may not {Action(action).label.lower()}.")
+
+
+def requires(action: str, *, write_action: str | None = None) -> Callable[..., Any]:
+    """Decorate a tenant view: ``action`` for safe methods, ``write_action`` (default ``action``) otherwise."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            needed = action if request.method in ("GET", "HEAD", "OPTIONS") else (write_action or action)
+            authorize(request_role(request), needed)
+            return view(request, *args, **kwargs)
+
+        wrapped.required_action = action  # type: ignore[attr-defined]
+        wrapped.required_write_action = write_action or action  # type: ignore[attr-defined]
+        return wrapped
+
+    return decorator
+
+
+class HasTenantAction(BasePermission):
+    """DRF: the view's ``required_action`` (safe methods) / ``required_write_action`` must be allowed."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if getattr(request._request, "api_key", None) is None:
+            return False
+        role = request_role(request._request)
+        safe = request.method in ("GET", "HEAD", "OPTIONS")
+        needed = getattr(view, "required_action", Action.VIEW)
+        if not safe:
+            needed = getattr(view, "required_write_action", needed)
+        return role is not None and role_can(role, needed)
