@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "csp",
     "apps.common",
+    "apps.users",
     "apps.tenancy",
     "apps.audit",
     "apps.accounts",
@@ -83,6 +84,7 @@ TEMPLATES = [
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
+            "builtins": ["template_partials.templatetags.partials"],
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
@@ -113,6 +115,7 @@ DATABASE_APP_ROLE = env.str("DATABASE_APP_ROLE", default="trueup_app")
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://trueup")}
 
 # --- auth -------------------------------------------------------------------
+AUTH_USER_MODEL = "users.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -144,6 +147,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
+# Outside production WhiteNoise serves straight from static/ (no collectstatic needed).
+WHITENOISE_USE_FINDERS = not PRODUCTION
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

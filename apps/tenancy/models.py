@@ -85,6 +85,10 @@ class TenantModel(models.Model):
                 f"{self._meta.label} of tenant {self.tenant_id} written in tenant {scope.tenant_id}'s context."
             )
 
+    def full_clean(self, *args: Any, **kwargs: Any) -> None:
+        self.assign_tenant_from_context()
+        super().full_clean(*args, **kwargs)
+
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.assign_tenant_from_context()
         super().save(*args, **kwargs)
@@ -126,7 +130,9 @@ class ApiKey(TenantModel):
     role = models.CharField(
         max_length=32, choices=Role.choices, default=Role.VIEWER, help_text="What the key may do (the role matrix)."
     )
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

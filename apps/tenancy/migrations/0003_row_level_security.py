@@ -4,7 +4,7 @@ from apps.tenancy.operations import EnableRowLevelSecurity
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tenancy", "0001_initial")]
+    dependencies = [("tenancy", "0002_initial")]
 
     operations = [
         EnableRowLevelSecurity("Membership"),

@@ -4,7 +4,7 @@ from apps.tenancy.operations import EnableRowLevelSecurity
 
 
 class Migration(migrations.Migration):
-    dependencies = [("accounts", "0001_initial"), ("tenancy", "0002_row_level_security")]
+    dependencies = [("accounts", "0002_initial"), ("tenancy", "0003_row_level_security")]
 
     operations = [
         EnableRowLevelSecurity("Account"),

@@ -46,7 +46,7 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("audit", "0001_initial"), ("tenancy", "0002_row_level_security")]
+    dependencies = [("audit", "0002_initial"), ("tenancy", "0003_row_level_security")]
 
     operations = [
         EnableRowLevelSecurity("AuditEvent"),

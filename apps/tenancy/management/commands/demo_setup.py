@@ -1,0 +1,102 @@
+"""Create (or reuse) the demo tenants, one user per role, and their customers.
+
+Safe to run again: existing tenants, users and accounts are kept, never duplicated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from apps.accounts.models import Account, Provider
+from apps.accounts.services import account_create, account_external_id_set
+from apps.tenancy.context import tenant_context
+from apps.tenancy.models import Membership, Tenant
+from apps.tenancy.roles import Role
+from apps.tenancy.services import membership_add, tenant_create
+
+DEMO_PASSWORD = "trueup-demo"  # noqa: S105 - printed for the local demo only
+
+TENANTS = [
+    ("northwind", "Northwind Cloud", "America/New_York"),
+    ("globex", "Globex Analytics", "Europe/Berlin"),
+]
+
+PEOPLE = [
+    # email, name, role in northwind, role in globex (None = not a member)
+    ("admin@northwind.test", "Ada Admin", Role.ADMIN, Role.ADMIN),
+    ("approver@northwind.test", "Frank Approver", Role.FINANCE_APPROVER, None),
+    ("analyst@northwind.test", "Fiona Analyst", Role.FINANCE_ANALYST, None),
+    ("revops@northwind.test", "Rex RevOps", Role.REVOPS, None),
+    ("csm@northwind.test", "Cora CSM", Role.CSM, None),
+    ("viewer@northwind.test", "Vic Viewer", Role.VIEWER, None),
+    ("finance@globex.test", "Gina Globex", None, Role.FINANCE_APPROVER),
+]
+
+ACCOUNTS = {
+    "northwind": [
+        ("acme", "Acme Robotics", "enterprise", "America/New_York"),
+        ("initech", "Initech", "enterprise", "America/Chicago"),
+        ("umbrella", "Umbrella Health", "enterprise", "Europe/London"),
+        ("hooli", "Hooli", "enterprise", "America/Los_Angeles"),
+        ("stark", "Stark Logistics", "mid-market", "America/New_York"),
+        ("wayne", "Wayne Analytics", "mid-market", "America/New_York"),
+        ("tyrell", "Tyrell Genomics", "mid-market", "Asia/Tokyo"),
+        ("soylent", "Soylent Foods", "mid-market", "Europe/Paris"),
+        ("cyberdyne", "Cyberdyne Systems", "self-serve", "America/Denver"),
+        ("gringotts", "Gringotts Payments", "self-serve", "Europe/London"),
+        ("oscorp", "Oscorp Labs", "self-serve", "America/New_York"),
+        ("wonka", "Wonka Media", "self-serve", "Europe/Zurich"),
+    ],
+    "globex": [
+        ("massive", "Massive Dynamic", "enterprise", "America/New_York"),
+        ("vandelay", "Vandelay Industries", "mid-market", "America/New_York"),
+        ("pied-piper", "Pied Piper", "self-serve", "America/Los_Angeles"),
+    ],
+}
+
+
+class Command(BaseCommand):
+    help = "Create the demo tenants, one user per role and their customers (idempotent)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        User = get_user_model()  # noqa: N806
+        users = {}
+        for email, name, *_ in PEOPLE:
+            user = User.objects.filter(email=email).first()
+            if user is None:
+                user = User.objects.create_user(email, DEMO_PASSWORD, full_name=name)  # type: ignore[attr-defined]
+            users[email] = user
+        for index, (slug, name, tz) in enumerate(TENANTS):
+            with transaction.atomic():
+                tenant = Tenant.objects.filter(slug=slug).first() or tenant_create(
+                    slug=slug, name=name, default_timezone=tz
+                )
+                with tenant_context(tenant):
+                    self._members(users, index)
+                    self._accounts(slug, users)
+        self.stdout.write(self.style.SUCCESS("Demo ready. Sign in at http://127.0.0.1:8000/ with:"))
+        for email, _name, role_a, role_b in PEOPLE:
+            roles = ", ".join(str(r.label) for r in (role_a, role_b) if r)
+            self.stdout.write(f"  {email:28} password {DEMO_PASSWORD}   ({roles})")
+
+    def _members(self, users: dict[str, Any], index: int) -> None:
+        existing = set(Membership.objects.values_list("user_id", flat=True))
+        for email, _name, *roles in PEOPLE:
+            role = roles[index]
+            if role and users[email].pk not in existing:
+                membership_add(user=users[email], role=role, actor=None)
+
+    def _accounts(self, slug: str, users: dict[str, Any]) -> None:
+        existing = set(Account.objects.values_list("key", flat=True))
+        csm = users["csm@northwind.test"] if slug == "northwind" else None
+        for n, (key, name, segment, tz) in enumerate(ACCOUNTS[slug]):
+            if key in existing:
+                continue
+            account = account_create(actor=None, key=key, name=name, segment=segment, timezone=tz,
+                                     csm_owner=csm if segment != "self-serve" else None)
+            account_external_id_set(account=account, provider=Provider.STRIPE if slug == "northwind"
+                                    else Provider.CHARGEBEE, external_id=f"cus_{slug[:2]}{n:04d}{key[:6]}", actor=None)

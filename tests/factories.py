@@ -1,0 +1,110 @@
+"""Factories. Tenant-owned objects are created inside the tenant's context, as the app does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import factory
+from django.contrib.auth import get_user_model
+
+from apps.accounts.models import Account, AccountExternalId, Provider
+from apps.audit.models import AuditEvent
+from apps.tenancy.context import tenant_context
+from apps.tenancy.models import ApiKey, Membership, Tenant, hash_api_key
+from apps.tenancy.roles import Role
+
+
+class TenantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tenant
+
+    slug = factory.Sequence(lambda n: f"tenant-{n}")
+    name = factory.Sequence(lambda n: f"Tenant {n}")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@example.test")
+    full_name = factory.Faker("name")
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests")
+
+    @factory.post_generation
+    def _save(obj, create: bool, extracted: Any, **kwargs: Any) -> None:  # noqa: N805
+        if create:
+            obj.save()
+
+
+class InTenant(factory.django.DjangoModelFactory):
+    """Base for tenant-owned models: ``tenant=`` picks the context the object is created in."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Any:
+        tenant = kwargs.pop("tenant")
+        with tenant_context(tenant):
+            obj = model_class(*args, **kwargs)
+            obj.save()
+        return obj
+
+
+class MembershipFactory(InTenant):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    role = Role.ADMIN
+
+
+class AccountFactory(InTenant):
+    class Meta:
+        model = Account
+
+    key = factory.Sequence(lambda n: f"acct-{n}")
+    name = factory.Sequence(lambda n: f"Customer {n}")
+    segment = "enterprise"
+    timezone = "America/New_York"
+
+
+class AccountExternalIdFactory(InTenant):
+    class Meta:
+        model = AccountExternalId
+
+    provider = Provider.STRIPE
+    external_id = factory.Sequence(lambda n: f"cus_{n:08d}")
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Any:
+        if "account" not in kwargs:
+            kwargs["account"] = AccountFactory(tenant=kwargs["tenant"])
+        return super()._create(model_class, *args, **kwargs)
+
+
+class ApiKeyFactory(InTenant):
+    class Meta:
+        model = ApiKey
+
+    name = factory.Sequence(lambda n: f"key {n}")
+    role = Role.ADMIN
+    prefix = factory.Sequence(lambda n: f"{n:08x}")
+    key_hash = factory.Sequence(lambda n: hash_api_key(f"tu_factory_{n}"))
+
+
+class AuditEventFactory(InTenant):
+    class Meta:
+        model = AuditEvent
+
+    actor_label = "system"
+    action = "test.event"
+
+
+def api_key_for(tenant: Tenant, role: str = Role.ADMIN) -> tuple[ApiKey, str]:
+    """A real key (raw value and row) in ``tenant``."""
+    from apps.tenancy.services import apikey_create
+
+    with tenant_context(tenant):
+        return apikey_create(name=f"{role} key", role=role, actor=None)
