@@ -135,6 +135,7 @@ AXES_COOLOFF_TIME = env.float("LOGIN_COOLOFF_HOURS", default=0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_FORM_FIELD = "username"  # the login form posts the email as "username"
 AXES_VERBOSE = False
 
 # --- i18n / time ------------------------------------------------------------
@@ -250,6 +251,7 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        "axes": {"level": "WARNING"},
         "django.db.backends": {"level": "INFO"},
         "trueup.security": {"level": "INFO"},
     },

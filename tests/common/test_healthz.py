@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def _redis_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_healthy_without_a_broker_runs_tasks_in_process(client, settings):
+    settings.CELERY_BROKER_URL = None
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok",
+                                                          "broker": "in-process (no broker configured)"}}
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not _redis_up(), reason="Redis is not reachable on 127.0.0.1:6379")
+def test_healthy_with_a_reachable_redis_broker(client, settings):
+    from apps.config.celery import app
+
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/15"
+    app.conf.broker_url = settings.CELERY_BROKER_URL
+    try:
+        response = client.get("/healthz")
+    finally:
+        app.conf.broker_url = None
+    assert response.status_code == 200
+    assert response.json()["checks"]["broker"] == "ok"
+
+
+def test_unready_when_the_broker_is_down(client, settings):
+    from apps.config.celery import app
+
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    app.conf.broker_url = settings.CELERY_BROKER_URL
+    try:
+        response = client.get("/healthz")
+    finally:
+        app.conf.broker_url = None
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+    assert response.json()["checks"]["broker"].startswith("error:")
