@@ -26,21 +26,24 @@ def ensure_roles() -> bool:
     import psycopg
 
     try:
-        with psycopg.connect(host=HOST, port=PORT, user="postgres", dbname="postgres", connect_timeout=2,
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host=HOST, port=PORT, user="postgres", dbname="postgres", connect_timeout=2, autocommit=True
+        ) as conn:
             conn.execute(
-                f"""DO $$ BEGIN
-                  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{OWNER}') THEN
-                    CREATE ROLE {OWNER} LOGIN CREATEDB NOSUPERUSER NOCREATEROLE; END IF;
-                  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP}') THEN
-                    CREATE ROLE {APP} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; END IF;
+                """DO $$ BEGIN
+                  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'trueup') THEN
+                    CREATE ROLE trueup LOGIN CREATEDB NOSUPERUSER NOCREATEROLE; END IF;
+                  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'trueup_app') THEN
+                    CREATE ROLE trueup_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; END IF;
                 END $$"""
             )
             conn.execute(f"GRANT {APP} TO {OWNER}")
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [OWNER]).fetchone():
                 conn.execute(f"CREATE DATABASE {OWNER} OWNER {OWNER}")
     except psycopg.Error as exc:
-        say(f"could not prepare roles as the postgres superuser ({exc.__class__.__name__}); trying as {OWNER}")
+        say(
+            f"could not prepare roles as the postgres superuser ({exc.__class__.__name__}); trying as {OWNER}"
+        )
     try:
         with psycopg.connect(host=HOST, port=PORT, user=OWNER, dbname=OWNER, connect_timeout=2) as conn:
             superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()

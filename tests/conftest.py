@@ -15,7 +15,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
         return
-    skip = pytest.mark.skip(reason="PostgreSQL-only (row-level security, triggers): the tests are running on SQLite")
+    skip = pytest.mark.skip(
+        reason="PostgreSQL-only (row-level security, triggers): the tests are running on SQLite"
+    )
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)

@@ -28,8 +28,14 @@ def iter_routes(patterns: Any = None, prefix: str = "", namespace: str = "") -> 
             import re
 
             names = tuple(re.findall(r"<(?:\w+:)?(\w+)>", route)) + tuple(converters.keys() - set())
-            routes.append(Route(f"{namespace}{entry.name}" if entry.name else "", route,
-                                tuple(dict.fromkeys(names)), entry.callback))
+            routes.append(
+                Route(
+                    f"{namespace}{entry.name}" if entry.name else "",
+                    route,
+                    tuple(dict.fromkeys(names)),
+                    entry.callback,
+                )
+            )
     return routes
 
 

@@ -9,7 +9,7 @@ class ExternalIdInline(admin.TabularInline):
     extra = 0
     fields = ("provider", "external_id")
 
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+    def get_queryset(self, request):
         return AccountExternalId.unscoped_objects.all()
 
 

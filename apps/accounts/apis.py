@@ -12,16 +12,27 @@ from apps.accounts.models import Account
 from apps.accounts.selectors import account_get, account_list
 from apps.accounts.services import account_create, account_update
 from apps.common.api import model_errors_as_api_errors
+from apps.tenancy.permissions import request_actor, request_tenant
 from apps.tenancy.roles import Action
 
 
 class AccountOutputSerializer(serializers.ModelSerializer):
-    csm_owner = serializers.SlugRelatedField(slug_field="email", read_only=True)
+    csm_owner: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="email", read_only=True)
     external_ids = serializers.SerializerMethodField()
 
     class Meta:
         model = Account
-        fields = ["id", "key", "name", "segment", "timezone", "csm_owner", "external_ids", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "key",
+            "name",
+            "segment",
+            "timezone",
+            "csm_owner",
+            "external_ids",
+            "created_at",
+            "updated_at",
+        ]
 
     def get_external_ids(self, account: Account) -> dict[str, str]:
         return {link.provider: link.external_id for link in account.external_ids.all()}
@@ -45,8 +56,11 @@ class AccountListApi(APIView):
 
     @extend_schema(responses=AccountOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        queryset = account_list(request.tenant, search=request.query_params.get("q", ""),  # type: ignore[attr-defined]
-                                segment=request.query_params.get("segment", "")).prefetch_related("external_ids")
+        queryset = account_list(
+            request_tenant(request),
+            search=request.query_params.get("q", ""),
+            segment=request.query_params.get("segment", ""),
+        ).prefetch_related("external_ids")
         paginator = AccountPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(AccountOutputSerializer(page, many=True).data)
@@ -56,7 +70,7 @@ class AccountListApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with model_errors_as_api_errors():
-            account = account_create(actor=request.auth, **data.validated_data)
+            account = account_create(actor=request_actor(request), **data.validated_data)
         return Response(AccountOutputSerializer(account).data, status=status.HTTP_201_CREATED)
 
 
@@ -74,11 +88,11 @@ class AccountDetailApi(APIView):
 
     @extend_schema(responses=AccountOutputSerializer)
     def get(self, request: Request, account_id: int) -> Response:
-        return Response(AccountOutputSerializer(account_get(request.tenant, account_id)).data)  # type: ignore[attr-defined]
+        return Response(AccountOutputSerializer(account_get(request_tenant(request), account_id)).data)
 
     @extend_schema(request=InputSerializer, responses=AccountOutputSerializer)
     def patch(self, request: Request, account_id: int) -> Response:
-        account = account_get(request.tenant, account_id)  # type: ignore[attr-defined]
+        account = account_get(request_tenant(request), account_id)
         data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
@@ -88,6 +102,5 @@ class AccountDetailApi(APIView):
             if email and values["csm_owner"] is None:
                 raise serializers.ValidationError({"csm_owner": "No user with that email."})
         with model_errors_as_api_errors():
-            account = account_update(account=account, actor=request.auth, data=values)
-        return Response(AccountOutputSerializer(account_get(request.tenant, account.pk)).data)  # type: ignore[attr-defined]
-
+            account = account_update(account=account, actor=request_actor(request), data=values)
+        return Response(AccountOutputSerializer(account_get(request_tenant(request), account.pk)).data)

@@ -18,7 +18,9 @@ class AccountForm(forms.ModelForm):
 
     def __init__(self, *args: Any, tenant: Tenant, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        member_ids = Membership.objects.filter(tenant=tenant, role__in=[Role.CSM, Role.ADMIN]).values("user_id")
+        member_ids = Membership.objects.filter(tenant=tenant, role__in=[Role.CSM, Role.ADMIN]).values(
+            "user_id"
+        )
         field = self.fields["csm_owner"]
         field.queryset = get_user_model().objects.filter(pk__in=member_ids).order_by("email")  # type: ignore[attr-defined]
         field.label_from_instance = lambda user: user.get_full_name() or user.email  # type: ignore[attr-defined]

@@ -18,7 +18,9 @@ def _known_timezones() -> frozenset[str]:
 
 def validate_timezone(value: str) -> None:
     if value not in _known_timezones():
-        raise ValidationError(f"{value!r} is not an IANA time zone (for example Europe/Paris).", code="timezone")
+        raise ValidationError(
+            f"{value!r} is not an IANA time zone (for example Europe/Paris).", code="timezone"
+        )
 
 
 class Provider(models.TextChoices):
@@ -43,7 +45,9 @@ class Account(TenantModel):
 
     class Meta:
         ordering = ["name", "id"]
-        constraints = [models.UniqueConstraint(fields=["tenant", "key"], name="account_key_unique_per_tenant")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key"], name="account_key_unique_per_tenant")
+        ]
         indexes = [
             models.Index(fields=["tenant", "name"], name="account_tenant_name_idx"),
             models.Index(fields=["tenant", "segment"], name="account_tenant_segment_idx"),
@@ -70,7 +74,9 @@ class AccountExternalId(TenantModel):
         ordering = ["provider"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "provider", "external_id"], name="external_id_unique"),
-            models.UniqueConstraint(fields=["tenant", "account", "provider"], name="one_external_id_per_provider"),
+            models.UniqueConstraint(
+                fields=["tenant", "account", "provider"], name="one_external_id_per_provider"
+            ),
         ]
 
     def __str__(self) -> str:

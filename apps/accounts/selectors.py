@@ -21,12 +21,17 @@ def account_list(tenant: Tenant, *, search: str = "", segment: str = "") -> Quer
 
 def account_segments(tenant: Tenant) -> list[str]:
     return list(
-        Account.objects.filter(tenant=tenant).exclude(segment="")
-        .values_list("segment", flat=True).distinct().order_by("segment")
+        Account.objects.filter(tenant=tenant)
+        .exclude(segment="")
+        .values_list("segment", flat=True)
+        .distinct()
+        .order_by("segment")
     )
 
 
 def account_get(tenant: Tenant, account_id: int) -> Account:
     """The account, or 404 — the same for another tenant's id as for a missing one."""
-    queryset = Account.objects.filter(tenant=tenant).select_related("csm_owner").prefetch_related("external_ids")
+    queryset = (
+        Account.objects.filter(tenant=tenant).select_related("csm_owner").prefetch_related("external_ids")
+    )
     return get_object_or_404(queryset, pk=account_id)

@@ -11,8 +11,9 @@ from apps.common.services import model_create, model_update
 EDITABLE_FIELDS = ("name", "segment", "timezone", "csm_owner")
 
 
-def account_create(*, actor: Actor, key: str, name: str, segment: str = "", timezone: str = "UTC",
-                   csm_owner: Any = None) -> Account:
+def account_create(
+    *, actor: Actor, key: str, name: str, segment: str = "", timezone: str = "UTC", csm_owner: Any = None
+) -> Account:
     """Create an account in the tenant in context."""
     account = Account(key=key, name=name, segment=segment, timezone=timezone, csm_owner=csm_owner)
     return model_create(instance=account, actor=actor, action="account.create")
@@ -26,12 +27,18 @@ def account_update(*, account: Account, actor: Actor, data: dict[str, Any]) -> A
 
 
 @transaction.atomic
-def account_external_id_set(*, account: Account, provider: str, external_id: str, actor: Actor) -> AccountExternalId:
+def account_external_id_set(
+    *, account: Account, provider: str, external_id: str, actor: Actor
+) -> AccountExternalId:
     """Record (or change) the account's id at ``provider``."""
     existing = AccountExternalId.objects.filter(account=account, provider=provider).first()
     if existing is not None:
-        return model_update(instance=existing, data={"external_id": external_id}, actor=actor,
-                            action="account.external_id.update")
+        return model_update(
+            instance=existing,
+            data={"external_id": external_id},
+            actor=actor,
+            action="account.external_id.update",
+        )
     link = AccountExternalId(account=account, provider=provider, external_id=external_id)
     link.full_clean()
     link.save()

@@ -8,7 +8,7 @@ from django.views.decorators.vary import vary_on_headers
 from apps.accounts.forms import AccountForm
 from apps.accounts.selectors import account_get, account_list, account_segments
 from apps.accounts.services import EDITABLE_FIELDS, account_update
-from apps.tenancy.permissions import requires
+from apps.tenancy.permissions import request_actor, request_tenant, requires
 from apps.tenancy.roles import Action
 
 PAGE_SIZE = 50
@@ -17,10 +17,12 @@ PAGE_SIZE = 50
 @requires(Action.VIEW)
 @vary_on_headers("HX-Request")
 def account_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
-    tenant = request.tenant  # type: ignore[attr-defined]
+    tenant = request_tenant(request)
     search = request.GET.get("q", "").strip()
     segment = request.GET.get("segment", "").strip()
-    page = Paginator(account_list(tenant, search=search, segment=segment), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(account_list(tenant, search=search, segment=segment), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
     context = {"page": page, "q": search, "segment": segment, "segments": account_segments(tenant)}
     template = "accounts/account_list.html#rows" if request.htmx else "accounts/account_list.html"  # type: ignore[attr-defined]
     return render(request, template, context)
@@ -28,7 +30,7 @@ def account_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
 
 @requires(Action.VIEW)
 def account_detail_view(request: HttpRequest, tenant_slug: str, account_id: int) -> HttpResponse:
-    account = account_get(request.tenant, account_id)  # type: ignore[attr-defined]
+    account = account_get(request_tenant(request), account_id)
     return render(request, "accounts/account_detail.html", {"account": account})
 
 
@@ -36,14 +38,20 @@ def account_detail_view(request: HttpRequest, tenant_slug: str, account_id: int)
 @vary_on_headers("HX-Request")
 def account_edit_view(request: HttpRequest, tenant_slug: str, account_id: int) -> HttpResponse:
     """Edit in place (HTMX swaps the card) or as a page without JavaScript."""
-    tenant = request.tenant  # type: ignore[attr-defined]
+    tenant = request_tenant(request)
     account = account_get(tenant, account_id)
     form = AccountForm(request.POST or None, instance=account, tenant=tenant)
     if request.method == "POST" and form.is_valid():
         account.refresh_from_db()
-        account_update(account=account, actor=request.user, data={f: form.cleaned_data[f] for f in EDITABLE_FIELDS})
+        account_update(
+            account=account,
+            actor=request_actor(request),
+            data={f: form.cleaned_data[f] for f in EDITABLE_FIELDS},
+        )
         if request.htmx:  # type: ignore[attr-defined]
-            return render(request, "accounts/account_detail.html#info", {"account": account_get(tenant, account_id)})
+            return render(
+                request, "accounts/account_detail.html#info", {"account": account_get(tenant, account_id)}
+            )
         return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)
     template = "accounts/account_edit.html#form" if request.htmx else "accounts/account_edit.html"  # type: ignore[attr-defined]
     return render(request, template, {"account": account, "form": form}, status=400 if form.errors else 200)

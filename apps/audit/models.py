@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -9,7 +9,7 @@ from django.utils import timezone
 from apps.tenancy.models import TenantManager, TenantModel, TenantQuerySet
 
 
-class AuditLogIsAppendOnly(RuntimeError):  # noqa: N818
+class AuditLogIsAppendOnly(RuntimeError):
     """Audit rows are written once and never changed or removed."""
 
 
@@ -44,7 +44,7 @@ class AuditEvent(TenantModel):
     request_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    objects = AuditManager()
+    objects: ClassVar[AuditManager] = AuditManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -7,14 +7,15 @@ import decimal
 import uuid
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
 from django.db import models
 
 from apps.audit.models import AuditEvent
 from apps.common.request_id import get_request_id
 from apps.tenancy.models import ApiKey
+from apps.users.models import User
 
-Actor = AbstractBaseUser | AnonymousUser | ApiKey | None
+Actor = User | AnonymousUser | ApiKey | None
 
 
 def _jsonable(value: Any) -> Any:
@@ -57,7 +58,7 @@ def audit_record(
     reason: str = "",
 ) -> AuditEvent:
     """Append one audit row in the current tenant context (the caller's transaction)."""
-    user = actor if isinstance(actor, AbstractBaseUser) else None
+    user = actor if isinstance(actor, User) else None
     event = AuditEvent(
         actor=user,
         actor_label=actor_label(actor),

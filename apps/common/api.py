@@ -18,7 +18,9 @@ def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
     if isinstance(detail, dict):
         errors = []
         for key, value in detail.items():
-            name = None if key in ("non_field_errors", "detail") else (f"{field}.{key}" if field else str(key))
+            name = (
+                None if key in ("non_field_errors", "detail") else (f"{field}.{key}" if field else str(key))
+            )
             errors += _flatten(value, name)
         return errors
     if isinstance(detail, list):
@@ -56,4 +58,6 @@ def model_errors_as_api_errors() -> Iterator[None]:
     try:
         yield
     except DjangoValidationError as exc:
-        raise serializers.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from exc
+        raise serializers.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        ) from exc

@@ -25,8 +25,14 @@ def model_update(*, instance: M, data: dict[str, Any], actor: Actor, action: str
         setattr(instance, name, data[name])
     instance.full_clean()
     instance.save(update_fields=changed)
-    audit_record(actor=actor, action=action, target=instance, before=before, after=snapshot(instance, changed),
-                 reason=reason)
+    audit_record(
+        actor=actor,
+        action=action,
+        target=instance,
+        before=before,
+        after=snapshot(instance, changed),
+        reason=reason,
+    )
     return instance
 
 

@@ -48,14 +48,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
             log.warning("healthz: %s check failed: %s", name, exc)
             checks[name] = f"error: {exc.__class__.__name__}"
             healthy = False
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": checks},
-                        status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
+    )
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """Send the user to their tenant (the first one, by name), or explain they have none."""
-    with user_context(request.user.pk):
+    with user_context(request.user.pk):  # type: ignore[arg-type]  # login_required: signed in
         memberships = list(memberships_for_user(request.user))  # type: ignore[arg-type]
     if memberships:
         return redirect("tenant-dashboard", tenant_slug=memberships[0].tenant.slug)

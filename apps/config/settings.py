@@ -29,11 +29,15 @@ DEBUG = env.bool("DEBUG", default=not PRODUCTION and TRUEUP_ENV != "test")
 
 if PRODUCTION:
     if SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
-        raise ImproperlyConfigured("Production mode needs SECRET_KEY set to a random value of 32+ characters.")
+        raise ImproperlyConfigured(
+            "Production mode needs SECRET_KEY set to a random value of 32+ characters."
+        )
     if DEBUG:
         raise ImproperlyConfigured("Production mode refuses to start with DEBUG on.")
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"]
+)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [

@@ -19,10 +19,18 @@ tenant_patterns = [
 api_patterns = [
     path("accounts/", account_apis.AccountListApi.as_view(), name="api-account-list"),
     path("accounts/<int:account_id>/", account_apis.AccountDetailApi.as_view(), name="api-account-detail"),
-    path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
-         name="api-schema"),
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema", authentication_classes=[],
-                                                      permission_classes=[AllowAny]), name="api-docs"),
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+        name="api-schema",
+    ),
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="api-schema", authentication_classes=[], permission_classes=[AllowAny]
+        ),
+        name="api-docs",
+    ),
 ]
 
 urlpatterns = [

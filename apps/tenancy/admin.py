@@ -6,15 +6,16 @@ from apps.tenancy.models import ApiKey, Membership, Tenant
 class TenantModelAdmin(admin.ModelAdmin):
     """Admin for tenant-owned models: platform operators see every tenant (the request is unscoped)."""
 
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+    def get_queryset(self, request):
         return self.model.unscoped_objects.all()
 
-    def get_list_display(self, request):  # type: ignore[no-untyped-def]
+    def get_list_display(self, request):
         return ("tenant", *super().get_list_display(request))
 
 
-admin.site.register(Tenant, list_display=("name", "slug", "default_timezone", "created_at"),
-                    search_fields=("name", "slug"))
+admin.site.register(
+    Tenant, list_display=("name", "slug", "default_timezone", "created_at"), search_fields=("name", "slug")
+)
 
 
 @admin.register(Membership)
@@ -23,7 +24,7 @@ class MembershipAdmin(TenantModelAdmin):
     list_filter = ("role", "tenant")
     raw_id_fields = ("user",)
 
-    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def get_readonly_fields(self, request, obj=None):
         return ("tenant",) if obj else ()
 
 
@@ -33,5 +34,5 @@ class ApiKeyAdmin(TenantModelAdmin):
     list_filter = ("tenant", "role")
     readonly_fields = ("prefix", "key_hash", "created_by", "created_at", "last_used_at")
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request):
         return False  # keys are created in the app, where the raw key is shown once

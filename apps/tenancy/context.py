@@ -23,11 +23,11 @@ if TYPE_CHECKING:
     from apps.tenancy.models import Tenant
 
 
-class TenantContextMissing(RuntimeError):  # noqa: N818 - reads better at the raise site
+class TenantContextMissing(RuntimeError):
     """A tenant-scoped model was queried or saved outside a tenant context."""
 
 
-class CrossTenantWrite(RuntimeError):  # noqa: N818
+class CrossTenantWrite(RuntimeError):
     """An object of one tenant was about to be written inside another tenant's context."""
 
 
@@ -88,7 +88,9 @@ def _enter(scope: Scope, using: str) -> Iterator[None]:
 
 
 @contextmanager
-def tenant_context(tenant: Tenant | int, *, user_id: int | None = None, using: str = "default") -> Iterator[None]:
+def tenant_context(
+    tenant: Tenant | int, *, user_id: int | None = None, using: str = "default"
+) -> Iterator[None]:
     """Act for one tenant: scope the ORM and the database session to it, in one transaction."""
     tenant_id = tenant if isinstance(tenant, int) else tenant.pk
     if tenant_id is None:

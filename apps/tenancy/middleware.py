@@ -39,7 +39,9 @@ class TenantMiddleware:
             kwargs = {}
         if "tenant_slug" in kwargs:
             return self._serve_tenant_page(request, kwargs["tenant_slug"])
-        if request.path_info.startswith("/api/") and request.headers.get("Authorization", "").startswith("Bearer "):
+        if request.path_info.startswith("/api/") and request.headers.get("Authorization", "").startswith(
+            "Bearer "
+        ):
             return self._serve_api(request)
         if request.path_info.startswith("/admin/") and request.user.is_active and request.user.is_superuser:
             with unscoped_context(reason="platform operator in the Django admin"):
@@ -71,9 +73,12 @@ class TenantMiddleware:
         raw = request.headers["Authorization"].removeprefix("Bearer ").strip()
         key = apikey_authenticate(raw)
         if key is None:
-            security_log.warning("API request with an invalid or revoked key from %s", request.META.get("REMOTE_ADDR"))
-            response = JsonResponse(error_response(401, "invalid_api_key", "The API key is invalid or revoked."),
-                                    status=401)
+            security_log.warning(
+                "API request with an invalid or revoked key from %s", request.META.get("REMOTE_ADDR")
+            )
+            response = JsonResponse(
+                error_response(401, "invalid_api_key", "The API key is invalid or revoked."), status=401
+            )
             response["WWW-Authenticate"] = 'Bearer realm="api"'
             return response
         with tenant_context(key.tenant_id):

@@ -61,14 +61,22 @@ class TenantModel(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
 
-    objects = TenantManager()
-    unscoped_objects = models.Manager()
-
-    # Tables that policies also open to the user in context (see tenancy.operations).
+    # A user column that RLS policies also open to that user, read-only (see tenancy.operations).
     rls_user_column: ClassVar[str | None] = None
+
+    objects = TenantManager()
+    unscoped_objects = models.Manager()  # noqa: DJ012 - a manager; `objects` must stay first (the default)
 
     class Meta:
         abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.assign_tenant_from_context()
+        super().save(*args, **kwargs)
+
+    def full_clean(self, *args: Any, **kwargs: Any) -> None:
+        self.assign_tenant_from_context()
+        super().full_clean(*args, **kwargs)
 
     def assign_tenant_from_context(self) -> None:
         scope = current_scope()
@@ -82,16 +90,8 @@ class TenantModel(models.Model):
             self.tenant_id = scope.tenant_id
         elif self.tenant_id != scope.tenant_id:
             raise CrossTenantWrite(
-                f"{self._meta.label} of tenant {self.tenant_id} written in tenant {scope.tenant_id}'s context."
+                f"{self._meta.label} of tenant {self.tenant_id} written in tenant {scope.tenant_id}'s context"
             )
-
-    def full_clean(self, *args: Any, **kwargs: Any) -> None:
-        self.assign_tenant_from_context()
-        super().full_clean(*args, **kwargs)
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.assign_tenant_from_context()
-        super().save(*args, **kwargs)
 
 
 class Membership(TenantModel):
@@ -104,7 +104,9 @@ class Membership(TenantModel):
     rls_user_column = "user_id"
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_one_role_per_tenant")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="membership_one_role_per_tenant")
+        ]
         indexes = [models.Index(fields=["user"], name="membership_user_idx")]
 
     def __str__(self) -> str:
@@ -128,7 +130,10 @@ class ApiKey(TenantModel):
     )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     role = models.CharField(
-        max_length=32, choices=Role.choices, default=Role.VIEWER, help_text="What the key may do (the role matrix)."
+        max_length=32,
+        choices=Role.choices,
+        default=Role.VIEWER,
+        help_text="What the key may do (the role matrix).",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

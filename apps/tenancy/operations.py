@@ -35,7 +35,8 @@ def rls_statements(table: str, user_column: str | None = None) -> list[str]:
         f"CREATE POLICY tenant_isolation ON {quoted} USING (tenant_id = {TENANT_SETTING})"
         f" WITH CHECK (tenant_id = {TENANT_SETTING})",
         f"DROP POLICY IF EXISTS platform_unscoped ON {quoted}",
-        f"CREATE POLICY platform_unscoped ON {quoted} USING ({UNSCOPED_SETTING}) WITH CHECK ({UNSCOPED_SETTING})",
+        f"CREATE POLICY platform_unscoped ON {quoted} USING ({UNSCOPED_SETTING})"
+        f" WITH CHECK ({UNSCOPED_SETTING})",
     ]
     if user_column:
         statements += [

@@ -1,10 +1,10 @@
-"""Enforcing the role × action matrix in views, APIs and services."""
+"""Enforcing the role-by-action matrix in views, APIs and services."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -12,6 +12,10 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from apps.tenancy.roles import Action, role_can
+
+if TYPE_CHECKING:
+    from apps.audit.services import Actor
+    from apps.tenancy.models import Tenant
 
 
 def request_role(request: HttpRequest | Request) -> str | None:
@@ -30,7 +34,7 @@ def authorize(role: str | None, action: str) -> None:
 
 
 def requires(action: str, *, write_action: str | None = None) -> Callable[..., Any]:
-    """Decorate a tenant view: ``action`` for safe methods, ``write_action`` (default ``action``) otherwise."""
+    """Guard a tenant view: ``action`` for safe methods, ``write_action`` (default: ``action``) for others."""
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
@@ -58,3 +62,17 @@ class HasTenantAction(BasePermission):
         if not safe:
             needed = getattr(view, "required_write_action", needed)
         return role is not None and role_can(role, needed)
+
+
+def request_tenant(request: HttpRequest | Request) -> Tenant:
+    """The tenant TenantMiddleware resolved for this request (a tenant URL or an API key)."""
+    tenant = getattr(request, "tenant", None)
+    if tenant is None:
+        raise PermissionDenied("This request acts for no tenant.")
+    return tenant
+
+
+def request_actor(request: HttpRequest | Request) -> Actor:
+    """Who the request acts as, for services and the audit trail: the API key, or the signed-in user."""
+    key = getattr(request, "api_key", None)
+    return key if key is not None else request.user

@@ -1,4 +1,4 @@
-"""Roles and the one permission matrix (role × action) used by views, APIs and services."""
+"""Roles and the one permission matrix (role-by-action) used by views, APIs and services."""
 
 from __future__ import annotations
 

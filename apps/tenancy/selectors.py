@@ -12,7 +12,9 @@ def memberships_for_user(user: AbstractBaseUser) -> QuerySet[Membership]:
     Crosses tenants on purpose, but only along the user's own rows; on PostgreSQL the
     ``own_rows`` policy limits it the same way.
     """
-    return Membership.unscoped_objects.filter(user_id=user.pk).select_related("tenant").order_by("tenant__name")
+    return (
+        Membership.unscoped_objects.filter(user_id=user.pk).select_related("tenant").order_by("tenant__name")
+    )
 
 
 def tenant_members(tenant: Tenant, *, role: str | None = None) -> QuerySet[Membership]:

@@ -38,7 +38,9 @@ def test_search_finds_an_account_by_its_provider_id(client, tenant_a, admin_a):
     client.force_login(admin_a)
     html = client.get(reverse("account-list", kwargs={"tenant_slug": tenant_a.slug}), {"q": "cus_LINK42"})
     assert "Linked Co" in html.content.decode()
-    detail = client.get(reverse("account-detail", kwargs={"tenant_slug": tenant_a.slug, "account_id": account.pk}))
+    detail = client.get(
+        reverse("account-detail", kwargs={"tenant_slug": tenant_a.slug, "account_id": account.pk})
+    )
     assert "cus_LINK42" in detail.content.decode()
 
 
@@ -59,8 +61,11 @@ def test_edit_in_place_saves_audits_and_returns_the_card(client, tenant_a, admin
     url = reverse("account-edit", kwargs={"tenant_slug": tenant_a.slug, "account_id": account.pk})
     form = client.get(url, HTTP_HX_REQUEST="true").content.decode()
     assert form.lstrip().startswith('<section class="card" id="account-info">') and "<form" in form
-    saved = client.post(url, {"name": "Acme Corp", "segment": "enterprise", "timezone": "Asia/Tokyo",
-                              "csm_owner": csm.pk}, HTTP_HX_REQUEST="true")
+    saved = client.post(
+        url,
+        {"name": "Acme Corp", "segment": "enterprise", "timezone": "Asia/Tokyo", "csm_owner": csm.pk},
+        HTTP_HX_REQUEST="true",
+    )
     assert saved.status_code == 200
     html = saved.content.decode()
     assert "Asia/Tokyo" in html and "Cora CSM" in html and "<form" not in html
@@ -68,7 +73,11 @@ def test_edit_in_place_saves_audits_and_returns_the_card(client, tenant_a, admin
         account.refresh_from_db()
         event = AuditEvent.objects.get(action="account.update")
     assert (account.name, account.segment, account.timezone, account.csm_owner) == (
-        "Acme Corp", "enterprise", "Asia/Tokyo", csm)
+        "Acme Corp",
+        "enterprise",
+        "Asia/Tokyo",
+        csm,
+    )
     assert event.before["timezone"] == "America/New_York" and event.after["csm_owner"] == csm.pk
 
 
@@ -76,8 +85,9 @@ def test_invalid_edit_shows_the_error_next_to_the_field_and_saves_nothing(client
     account = AccountFactory(tenant=tenant_a, name="Acme")
     client.force_login(admin_a)
     url = reverse("account-edit", kwargs={"tenant_slug": tenant_a.slug, "account_id": account.pk})
-    response = client.post(url, {"name": "", "segment": "x", "timezone": "Mars/Olympus", "csm_owner": ""},
-                           HTTP_HX_REQUEST="true")
+    response = client.post(
+        url, {"name": "", "segment": "x", "timezone": "Mars/Olympus", "csm_owner": ""}, HTTP_HX_REQUEST="true"
+    )
     html = response.content.decode()
     assert response.status_code == 400
     assert 'id="id_timezone-error"' in html and "Mars/Olympus" in html and "is not an IANA time zone" in html
@@ -100,18 +110,25 @@ def test_api_lists_creates_and_updates_accounts(client, tenant_a, tenant_b):
     AccountFactory(tenant=tenant_b, name="Not mine")
     _, raw = api_key_for(tenant_a, Role.REVOPS)
     auth = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
-    created = client.post("/api/v1/accounts/", {"key": "acme", "name": "Acme", "timezone": "Europe/Paris"},
-                          content_type="application/json", **auth)
+    created = client.post(
+        "/api/v1/accounts/",
+        {"key": "acme", "name": "Acme", "timezone": "Europe/Paris"},
+        content_type="application/json",
+        **auth,
+    )
     assert created.status_code == 201, created.content
     body = created.json()
     assert body["key"] == "acme" and body["timezone"] == "Europe/Paris" and body["external_ids"] == {}
     listed = client.get("/api/v1/accounts/", **auth).json()
     assert [a["name"] for a in listed["results"]] == ["Acme"]
-    patched = client.patch(f"/api/v1/accounts/{body['id']}/", {"segment": "enterprise"},
-                           content_type="application/json", **auth)
+    patched = client.patch(
+        f"/api/v1/accounts/{body['id']}/", {"segment": "enterprise"}, content_type="application/json", **auth
+    )
     assert patched.status_code == 200 and patched.json()["segment"] == "enterprise"
     with tenant_context(tenant_a):
-        actors = dict(AuditEvent.objects.filter(action__startswith="account.").values_list("action", "actor_label"))
+        actors = dict(
+            AuditEvent.objects.filter(action__startswith="account.").values_list("action", "actor_label")
+        )
     assert actors == {"account.create": actors["account.create"], "account.update": actors["account.update"]}
     assert all(label.startswith("api-key:revops key") for label in actors.values())
 
@@ -119,17 +136,33 @@ def test_api_lists_creates_and_updates_accounts(client, tenant_a, tenant_b):
 def test_api_errors_name_the_field(client, tenant_a):
     _, raw = api_key_for(tenant_a, Role.ADMIN)
     auth = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
-    response = client.post("/api/v1/accounts/", {"key": "a", "name": "A", "timezone": "Nowhere/Land"},
-                           content_type="application/json", **auth)
+    response = client.post(
+        "/api/v1/accounts/",
+        {"key": "a", "name": "A", "timezone": "Nowhere/Land"},
+        content_type="application/json",
+        **auth,
+    )
     assert response.status_code == 400
-    assert response.json() == {"errors": [{"code": "invalid", "field": "timezone",
-                                           "message": "'Nowhere/Land' is not an IANA time zone (for example "
-                                                      "Europe/Paris)."}]}
+    assert response.json() == {
+        "errors": [
+            {
+                "code": "invalid",
+                "field": "timezone",
+                "message": "'Nowhere/Land' is not an IANA time zone (for example Europe/Paris).",
+            }
+        ]
+    }
     missing = client.post("/api/v1/accounts/", {}, content_type="application/json", **auth).json()["errors"]
     assert {e["field"] for e in missing} == {"key", "name"} and {e["code"] for e in missing} == {"required"}
-    duplicate = client.post("/api/v1/accounts/", {"key": "a", "name": "A"}, content_type="application/json", **auth)
-    assert client.post("/api/v1/accounts/", {"key": "a", "name": "B"}, content_type="application/json",
-                       **auth).status_code == 400
+    duplicate = client.post(
+        "/api/v1/accounts/", {"key": "a", "name": "A"}, content_type="application/json", **auth
+    )
+    assert (
+        client.post(
+            "/api/v1/accounts/", {"key": "a", "name": "B"}, content_type="application/json", **auth
+        ).status_code
+        == 400
+    )
     assert duplicate.status_code == 201
     with tenant_context(tenant_a):
         assert Account.objects.count() == 1

@@ -54,7 +54,11 @@ def test_a_service_write_records_who_what_before_after_and_the_request(tenant_a,
     update = events[1]
     assert update.tenant_id == tenant_a.pk
     assert update.actor == admin_a and update.actor_label == "admin@alpha.test"
-    assert (update.object_type, update.object_id, update.object_repr) == ("accounts.account", str(account.pk), "Acme")
+    assert (update.object_type, update.object_id, update.object_repr) == (
+        "accounts.account",
+        str(account.pk),
+        "Acme",
+    )
     assert update.before == {"segment": "smb"} and update.after == {"segment": "enterprise"}
     assert update.request_id == "req-1234567890"
     assert update.created_at is not None
@@ -77,9 +81,11 @@ def test_api_key_actors_are_named(tenant_a):
 def test_web_requests_stamp_their_request_id(client, tenant_a, admin_a):
     account = AccountFactory(tenant=tenant_a)
     client.force_login(admin_a)
-    response = client.post(f"/t/{tenant_a.slug}/accounts/{account.pk}/edit/",
-                           {"name": "Renamed", "segment": "smb", "timezone": "UTC", "csm_owner": ""},
-                           HTTP_X_REQUEST_ID="trace-abcdef123")
+    response = client.post(
+        f"/t/{tenant_a.slug}/accounts/{account.pk}/edit/",
+        {"name": "Renamed", "segment": "smb", "timezone": "UTC", "csm_owner": ""},
+        HTTP_X_REQUEST_ID="trace-abcdef123",
+    )
     assert response.status_code == 302
     assert response["X-Request-ID"] == "trace-abcdef123"
     with tenant_context(tenant_a):

@@ -19,8 +19,10 @@ def test_healthy_without_a_broker_runs_tasks_in_process(client, settings):
     settings.CELERY_BROKER_URL = None
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok",
-                                                          "broker": "in-process (no broker configured)"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "broker": "in-process (no broker configured)"},
+    }
 
 
 @pytest.mark.redis

@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sign_in_lands_on_the_users_tenant(client, tenant_a, admin_a):
-    response = client.post(reverse("login"), {"username": "admin@alpha.test", "password": "pw-for-tests"},
-                           follow=True)
+    response = client.post(
+        reverse("login"), {"username": "admin@alpha.test", "password": "pw-for-tests"}, follow=True
+    )
     assert response.redirect_chain[-1][0] == f"/t/{tenant_a.slug}/"
     assert b"Alpha Inc" in response.content
 
@@ -61,7 +62,7 @@ def test_the_tenant_switcher_lists_only_the_users_tenants(client, tenant_a, tena
     MembershipFactory(tenant=other, user=user, role=Role.VIEWER)
     client.force_login(user)
     page = client.get(f"/t/{tenant_a.slug}/").content.decode()
-    switcher = page[page.index('class="switcher"'):page.index("</details>")]
+    switcher = page[page.index('class="switcher"') : page.index("</details>")]
     assert "Alpha Inc" in switcher and "Charlie Ltd" in switcher and "Bravo GmbH" not in switcher
     assert client.get(f"/t/{other.slug}/").status_code == 200
 
@@ -126,8 +127,11 @@ def test_api_without_a_key_or_with_a_bad_one_is_refused(client):
     assert client.get("/api/v1/accounts/").status_code in (401, 403)
     bad = client.get("/api/v1/accounts/", HTTP_AUTHORIZATION="Bearer tu_nope_nope")
     assert bad.status_code == 401
-    assert bad.json() == {"errors": [{"code": "invalid_api_key", "message": "The API key is invalid or revoked.",
-                                      "field": None}]}
+    assert bad.json() == {
+        "errors": [
+            {"code": "invalid_api_key", "message": "The API key is invalid or revoked.", "field": None}
+        ]
+    }
 
 
 def test_a_revoked_key_is_refused(client, tenant_a):
@@ -144,11 +148,19 @@ def test_a_revoked_key_is_refused(client, tenant_a):
 
 def _import_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "TRUEUP_ENV")}
-    return subprocess.run(  # noqa: S603
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
-         "print(settings.SECURE_HSTS_SECONDS, settings.SESSION_COOKIE_SECURE, settings.DEBUG)"],
-        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "apps.config.settings", **env},
-        capture_output=True, text=True, timeout=60, check=False,
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.SECURE_HSTS_SECONDS, settings.SESSION_COOKIE_SECURE, settings.DEBUG)",
+        ],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "apps.config.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 

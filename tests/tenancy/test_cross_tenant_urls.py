@@ -41,8 +41,9 @@ def test_another_tenants_object_is_not_found(route, client, tenant_a, tenant_b):
         if is_api:
             _, raw = api_key_for(tenant_a, role)
             extra = {} if method == "get" else {"data": "{}", "content_type": "application/json"}
-            return getattr(client, method)(reverse(route.name, kwargs=kwargs), HTTP_AUTHORIZATION=f"Bearer {raw}",
-                                           **extra)
+            return getattr(client, method)(
+                reverse(route.name, kwargs=kwargs), HTTP_AUTHORIZATION=f"Bearer {raw}", **extra
+            )
         client.force_login(users[role])
         return getattr(client, method)(reverse(route.name, kwargs={"tenant_slug": tenant_a.slug, **kwargs}))
 
@@ -55,8 +56,12 @@ def test_another_tenants_object_is_not_found(route, client, tenant_a, tenant_b):
                 continue
             if response.status_code == 403:
                 # allowed only when the role may not do this to its own tenant's object either
-                assert call(method, own, role).status_code == 403, f"{method} {route.name} as {role}: 403 leaks"
+                assert call(method, own, role).status_code == 403, (
+                    f"{method} {route.name} as {role}: 403 leaks"
+                )
                 continue
-            assert response.status_code == 404, f"{method.upper()} {route.name} as {role}: {response.status_code}"
+            assert response.status_code == 404, (
+                f"{method.upper()} {route.name} as {role}: {response.status_code}"
+            )
             not_found += 1
     assert not_found, f"{route.name}: no role/method reached the object lookup"

@@ -15,14 +15,52 @@ from tests.urlwalk import app_routes
 # The product's role table (PRODUCT.md, "Who uses it"), written out: changing who may do
 # what is a decision, so it must change here too.
 EXPECTED = {
-    Role.ADMIN: {"view", "audit.view", "export", "account.edit", "member.manage", "apikey.manage",
-                 "connection.manage", "events.ingest", "run.start"},
-    Role.FINANCE_APPROVER: {"view", "audit.view", "export", "run.start", "discrepancy.work", "note.add",
-                            "credit.propose", "charge.propose", "proposal.approve", "period.signoff"},
-    Role.FINANCE_ANALYST: {"view", "audit.view", "export", "run.start", "discrepancy.work", "note.add",
-                           "credit.propose", "charge.propose"},
-    Role.REVOPS: {"view", "audit.view", "export", "account.edit", "catalog.edit", "settings.edit",
-                  "events.ingest", "run.start", "discrepancy.work", "note.add", "charge.propose"},
+    Role.ADMIN: {
+        "view",
+        "audit.view",
+        "export",
+        "account.edit",
+        "member.manage",
+        "apikey.manage",
+        "connection.manage",
+        "events.ingest",
+        "run.start",
+    },
+    Role.FINANCE_APPROVER: {
+        "view",
+        "audit.view",
+        "export",
+        "run.start",
+        "discrepancy.work",
+        "note.add",
+        "credit.propose",
+        "charge.propose",
+        "proposal.approve",
+        "period.signoff",
+    },
+    Role.FINANCE_ANALYST: {
+        "view",
+        "audit.view",
+        "export",
+        "run.start",
+        "discrepancy.work",
+        "note.add",
+        "credit.propose",
+        "charge.propose",
+    },
+    Role.REVOPS: {
+        "view",
+        "audit.view",
+        "export",
+        "account.edit",
+        "catalog.edit",
+        "settings.edit",
+        "events.ingest",
+        "run.start",
+        "discrepancy.work",
+        "note.add",
+        "charge.propose",
+    },
     Role.CSM: {"view", "export", "note.add", "credit.propose"},
     Role.VIEWER: {"view", "audit.view", "export"},
 }
@@ -89,7 +127,13 @@ def test_views_enforce_the_matrix_for_every_role(route, client, tenant_a):
 def test_api_keys_are_held_by_the_matrix(role, client, tenant_a):
     _, raw = api_key_for(tenant_a, role)
     auth = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
-    assert client.get(reverse("api-account-list"), **auth).status_code == (200 if role_can(role, "view") else 403)
-    created = client.post(reverse("api-account-list"), {"key": f"k-{role}", "name": "New"},
-                          content_type="application/json", **auth)
+    assert client.get(reverse("api-account-list"), **auth).status_code == (
+        200 if role_can(role, "view") else 403
+    )
+    created = client.post(
+        reverse("api-account-list"),
+        {"key": f"k-{role}", "name": "New"},
+        content_type="application/json",
+        **auth,
+    )
     assert created.status_code == (201 if role_can(role, Action.ACCOUNT_EDIT) else 403), created.content

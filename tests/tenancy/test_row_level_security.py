@@ -27,9 +27,7 @@ FACTORIES = {
 
 
 def tenant_models():
-    return sorted(
-        (m for m in apps.get_models() if issubclass(m, TenantModel)), key=lambda m: m._meta.label
-    )
+    return sorted((m for m in apps.get_models() if issubclass(m, TenantModel)), key=lambda m: m._meta.label)
 
 
 def test_every_tenant_model_has_a_factory_here():
@@ -43,7 +41,7 @@ def _seed(model, tenant_a, tenant_b):
     factory(tenant=tenant_b)
     table = model._meta.db_table
     with unscoped_context(reason="read a row of tenant B to copy"), connection.cursor() as cursor:
-        cursor.execute(f'SELECT * FROM "{table}" WHERE tenant_id = %s LIMIT 1', [tenant_b.pk])  # noqa: S608
+        cursor.execute(f'SELECT * FROM "{table}" WHERE tenant_id = %s LIMIT 1', [tenant_b.pk])
         columns = [c.name for c in cursor.description]
         row = dict(zip(columns, cursor.fetchone(), strict=True))
     row.pop(model._meta.pk.column)
@@ -52,19 +50,24 @@ def _seed(model, tenant_a, tenant_b):
 
 def _assert_isolated(table, row, tenant_a, tenant_b):
     with connection.cursor() as cursor:
-        cursor.execute(f'SELECT DISTINCT tenant_id FROM "{table}"')  # noqa: S608
+        cursor.execute(f'SELECT DISTINCT tenant_id FROM "{table}"')
         visible = {r[0] for r in cursor.fetchall()}
         assert visible == {tenant_a.pk}, f"{table}: tenant A's context sees tenants {visible}"
-        cursor.execute(f'SELECT count(*) FROM "{table}" WHERE tenant_id = %s', [tenant_b.pk])  # noqa: S608
+        cursor.execute(f'SELECT count(*) FROM "{table}" WHERE tenant_id = %s', [tenant_b.pk])
         assert cursor.fetchone()[0] == 0
         columns = ", ".join(f'"{c}"' for c in row)
         placeholders = ", ".join(["%s"] * len(row))
         with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
-            cursor.execute(f'INSERT INTO "{table}" ({columns}) VALUES ({placeholders})',  # noqa: S608
-                           [_adapt(v) for v in row.values()])
+            cursor.execute(
+                f'INSERT INTO "{table}" ({columns}) VALUES ({placeholders})',
+                [_adapt(v) for v in row.values()],
+            )
         # moving A's rows to B is refused too (the audit trigger refuses any UPDATE first)
-        with pytest.raises(DatabaseError, match="row-level security|append-only|permission denied"), transaction.atomic():
-            cursor.execute(f'UPDATE "{table}" SET tenant_id = %s', [tenant_b.pk])  # noqa: S608
+        with (
+            pytest.raises(DatabaseError, match=r"row-level security|append-only|permission denied"),
+            transaction.atomic(),
+        ):
+            cursor.execute(f'UPDATE "{table}" SET tenant_id = %s', [tenant_b.pk])
 
 
 def _adapt(value):
@@ -82,8 +85,10 @@ def test_tenant_a_cannot_read_or_write_tenant_b_rows(model, tenant_a, tenant_b):
 
 def _app_role_available():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_has_role(current_user, %s, 'MEMBER') FROM pg_roles WHERE rolname = %s",
-                       [settings.DATABASE_APP_ROLE, settings.DATABASE_APP_ROLE])
+        cursor.execute(
+            "SELECT pg_has_role(current_user, %s, 'MEMBER') FROM pg_roles WHERE rolname = %s",
+            [settings.DATABASE_APP_ROLE, settings.DATABASE_APP_ROLE],
+        )
         row = cursor.fetchone()
     return bool(row and row[0])
 
@@ -109,10 +114,14 @@ def test_the_app_role_is_neither_superuser_nor_owner_and_cannot_lift_rls(db):
     if not _app_role_available():
         pytest.skip(f"role {settings.DATABASE_APP_ROLE} does not exist or is not granted to the test role")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [settings.DATABASE_APP_ROLE])
+        cursor.execute(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [settings.DATABASE_APP_ROLE]
+        )
         assert cursor.fetchone() == (False, False)
-        cursor.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = %s",
-                       [settings.DATABASE_APP_ROLE])
+        cursor.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = %s",
+            [settings.DATABASE_APP_ROLE],
+        )
         assert cursor.fetchone()[0] == 0
         cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         assert cursor.fetchone()[0] is False, "the tests must not run as a superuser: RLS would not apply"

@@ -6,54 +6,73 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('tenancy', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("tenancy", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='account',
-            name='csm_owner',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="account",
+            name="csm_owner",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='account',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenancy.tenant'),
+            model_name="account",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="tenancy.tenant"
+            ),
         ),
         migrations.AddField(
-            model_name='accountexternalid',
-            name='account',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='external_ids', to='accounts.account'),
+            model_name="accountexternalid",
+            name="account",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="external_ids",
+                to="accounts.account",
+            ),
         ),
         migrations.AddField(
-            model_name='accountexternalid',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenancy.tenant'),
+            model_name="accountexternalid",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="tenancy.tenant"
+            ),
         ),
         migrations.AddIndex(
-            model_name='account',
-            index=models.Index(fields=['tenant', 'name'], name='account_tenant_name_idx'),
+            model_name="account",
+            index=models.Index(fields=["tenant", "name"], name="account_tenant_name_idx"),
         ),
         migrations.AddIndex(
-            model_name='account',
-            index=models.Index(fields=['tenant', 'segment'], name='account_tenant_segment_idx'),
+            model_name="account",
+            index=models.Index(fields=["tenant", "segment"], name="account_tenant_segment_idx"),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.UniqueConstraint(fields=('tenant', 'key'), name='account_key_unique_per_tenant'),
+            model_name="account",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "key"), name="account_key_unique_per_tenant"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='accountexternalid',
-            constraint=models.UniqueConstraint(fields=('tenant', 'provider', 'external_id'), name='external_id_unique'),
+            model_name="accountexternalid",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "provider", "external_id"), name="external_id_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='accountexternalid',
-            constraint=models.UniqueConstraint(fields=('tenant', 'account', 'provider'), name='one_external_id_per_provider'),
+            model_name="accountexternalid",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "account", "provider"), name="one_external_id_per_provider"
+            ),
         ),
     ]

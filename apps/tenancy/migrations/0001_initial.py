@@ -6,45 +6,93 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(help_text='Public part, shown in lists.', max_length=16, validators=[django.core.validators.RegexValidator('^[a-z0-9]+$')])),
-                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('role', models.CharField(choices=[('admin', 'Tenant admin'), ('finance_approver', 'Finance approver'), ('finance_analyst', 'Finance analyst'), ('revops', 'RevOps'), ('csm', 'Customer success'), ('viewer', 'Auditor / viewer')], default='viewer', help_text='What the key may do (the role matrix).', max_length=32)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "prefix",
+                    models.CharField(
+                        help_text="Public part, shown in lists.",
+                        max_length=16,
+                        validators=[django.core.validators.RegexValidator("^[a-z0-9]+$")],
+                    ),
+                ),
+                ("key_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("admin", "Tenant admin"),
+                            ("finance_approver", "Finance approver"),
+                            ("finance_analyst", "Finance analyst"),
+                            ("revops", "RevOps"),
+                            ("csm", "Customer success"),
+                            ("viewer", "Auditor / viewer"),
+                        ],
+                        default="viewer",
+                        help_text="What the key may do (the role matrix).",
+                        max_length=32,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('admin', 'Tenant admin'), ('finance_approver', 'Finance approver'), ('finance_analyst', 'Finance analyst'), ('revops', 'RevOps'), ('csm', 'Customer success'), ('viewer', 'Auditor / viewer')], max_length=32)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("admin", "Tenant admin"),
+                            ("finance_approver", "Finance approver"),
+                            ("finance_analyst", "Finance analyst"),
+                            ("revops", "RevOps"),
+                            ("csm", "Customer success"),
+                            ("viewer", "Auditor / viewer"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
             ],
         ),
         migrations.CreateModel(
-            name='Tenant',
+            name="Tenant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('default_timezone', models.CharField(default='UTC', max_length=64)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("default_timezone", models.CharField(default="UTC", max_length=64)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
     ]

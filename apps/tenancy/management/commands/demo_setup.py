@@ -63,12 +63,12 @@ class Command(BaseCommand):
     help = "Create the demo tenants, one user per role and their customers (idempotent)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        User = get_user_model()  # noqa: N806
+        User = get_user_model()
         users = {}
         for email, name, *_ in PEOPLE:
             user = User.objects.filter(email=email).first()
             if user is None:
-                user = User.objects.create_user(email, DEMO_PASSWORD, full_name=name)  # type: ignore[attr-defined]
+                user = User.objects.create_user(email, DEMO_PASSWORD, full_name=name)
             users[email] = user
         for index, (slug, name, tz) in enumerate(TENANTS):
             with transaction.atomic():
@@ -96,7 +96,17 @@ class Command(BaseCommand):
         for n, (key, name, segment, tz) in enumerate(ACCOUNTS[slug]):
             if key in existing:
                 continue
-            account = account_create(actor=None, key=key, name=name, segment=segment, timezone=tz,
-                                     csm_owner=csm if segment != "self-serve" else None)
-            account_external_id_set(account=account, provider=Provider.STRIPE if slug == "northwind"
-                                    else Provider.CHARGEBEE, external_id=f"cus_{slug[:2]}{n:04d}{key[:6]}", actor=None)
+            account = account_create(
+                actor=None,
+                key=key,
+                name=name,
+                segment=segment,
+                timezone=tz,
+                csm_owner=csm if segment != "self-serve" else None,
+            )
+            account_external_id_set(
+                account=account,
+                provider=Provider.STRIPE if slug == "northwind" else Provider.CHARGEBEE,
+                external_id=f"cus_{slug[:2]}{n:04d}{key[:6]}",
+                actor=None,
+            )
