@@ -37,7 +37,10 @@ def account_detail_view(request: HttpRequest, tenant_slug: str, account_id: int)
 @requires(Action.ACCOUNT_EDIT)
 @vary_on_headers("HX-Request")
 def account_edit_view(request: HttpRequest, tenant_slug: str, account_id: int) -> HttpResponse:
-    """Edit in place (HTMX swaps the card) or as a page without JavaScript."""
+    """Edit in place (HTMX swaps the card) or as a page without JavaScript.
+
+    A form with errors answers 422, which the page's htmx config swaps in (errors next to the fields).
+    """
     tenant = request_tenant(request)
     account = account_get(tenant, account_id)
     form = AccountForm(request.POST or None, instance=account, tenant=tenant)
@@ -54,4 +57,4 @@ def account_edit_view(request: HttpRequest, tenant_slug: str, account_id: int) -
             )
         return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)
     template = "accounts/account_edit.html#form" if request.htmx else "accounts/account_edit.html"  # type: ignore[attr-defined]
-    return render(request, template, {"account": account, "form": form}, status=400 if form.errors else 200)
+    return render(request, template, {"account": account, "form": form}, status=422 if form.errors else 200)

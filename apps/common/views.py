@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 
 from apps.common.request_id import get_request_id
 from apps.tenancy.context import user_context
+from apps.tenancy.middleware import LAST_TENANT_SESSION_KEY
 from apps.tenancy.selectors import memberships_for_user
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """Send the user to their tenant (the first one, by name), or explain they have none."""
+    """Send the user to the tenant they used last (else the first by name), or explain they have none."""
     with user_context(request.user.pk):  # type: ignore[arg-type]  # login_required: signed in
-        memberships = list(memberships_for_user(request.user))  # type: ignore[arg-type]
-    if memberships:
-        return redirect("tenant-dashboard", tenant_slug=memberships[0].tenant.slug)
+        slugs = [m.tenant.slug for m in memberships_for_user(request.user)]  # type: ignore[arg-type]
+    if slugs:
+        last = request.session.get(LAST_TENANT_SESSION_KEY)
+        return redirect("tenant-dashboard", tenant_slug=last if last in slugs else slugs[0])
     return render(request, "no_tenant.html", status=403)
 
 

@@ -23,6 +23,7 @@ from apps.tenancy.models import Membership, Tenant
 from apps.tenancy.services import apikey_authenticate
 
 security_log = logging.getLogger("trueup.security")
+LAST_TENANT_SESSION_KEY = "trueup_last_tenant"
 
 
 class TenantMiddleware:
@@ -67,6 +68,8 @@ class TenantMiddleware:
                 raise Http404("No such tenant")
             request.tenant = tenant  # type: ignore[attr-defined]
             request.membership = membership  # type: ignore[attr-defined]
+            if request.session.get(LAST_TENANT_SESSION_KEY) != slug:
+                request.session[LAST_TENANT_SESSION_KEY] = slug
             return self._serve(request)
 
     def _serve_api(self, request: HttpRequest) -> HttpResponse:

@@ -89,7 +89,7 @@ def test_invalid_edit_shows_the_error_next_to_the_field_and_saves_nothing(client
         url, {"name": "", "segment": "x", "timezone": "Mars/Olympus", "csm_owner": ""}, HTTP_HX_REQUEST="true"
     )
     html = response.content.decode()
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert 'id="id_timezone-error"' in html and "Mars/Olympus" in html and "is not an IANA time zone" in html
     assert 'id="id_name-error"' in html
     with tenant_context(tenant_a):
@@ -103,7 +103,7 @@ def test_csm_owner_must_be_a_member_of_the_tenant(client, tenant_a, tenant_b, ad
     client.force_login(admin_a)
     url = reverse("account-edit", kwargs={"tenant_slug": tenant_a.slug, "account_id": account.pk})
     response = client.post(url, {"name": "A", "segment": "", "timezone": "UTC", "csm_owner": outsider.pk})
-    assert response.status_code == 400 and "Select a valid choice" in response.content.decode()
+    assert response.status_code == 422 and "Select a valid choice" in response.content.decode()
 
 
 def test_api_lists_creates_and_updates_accounts(client, tenant_a, tenant_b):

@@ -173,3 +173,14 @@ def test_production_refuses_a_default_secret_or_debug():
     ok = _import_settings({"TRUEUP_ENV": "production", "SECRET_KEY": secret})
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.split() == ["31536000", "True", "False"]
+
+
+def test_home_returns_to_the_tenant_used_last(client, tenant_a, tenant_b):
+    from tests.factories import MembershipFactory
+
+    user = member(tenant_a, Role.ADMIN)
+    MembershipFactory(tenant=tenant_b, user=user, role=Role.VIEWER)
+    client.force_login(user)
+    assert client.get("/")["Location"] == f"/t/{tenant_a.slug}/"  # Alpha before Bravo, by name
+    client.get(f"/t/{tenant_b.slug}/")
+    assert client.get("/")["Location"] == f"/t/{tenant_b.slug}/"
