@@ -22,7 +22,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 demo: migrate
-	$(PY) manage.py demo_setup
+	$(PY) manage.py demo_setup --url http://$(HOST):$(PORT)/
 
 run: demo
 	@echo "Serving Trueup on http://$(HOST):$(PORT)/ (Ctrl-C to stop)"

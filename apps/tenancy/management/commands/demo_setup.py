@@ -62,6 +62,11 @@ ACCOUNTS = {
 class Command(BaseCommand):
     help = "Create the demo tenants, one user per role and their customers (idempotent)."
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--url", default="http://127.0.0.1:8000/", help="Where the app is served (printed)."
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
         users = {}
@@ -78,7 +83,7 @@ class Command(BaseCommand):
                 with tenant_context(tenant):
                     self._members(users, index)
                     self._accounts(slug, users)
-        self.stdout.write(self.style.SUCCESS("Demo ready. Sign in at http://127.0.0.1:8000/ with:"))
+        self.stdout.write(self.style.SUCCESS(f"Demo ready. Sign in at {options['url']} with:"))
         for email, _name, role_a, role_b in PEOPLE:
             roles = ", ".join(str(r.label) for r in (role_a, role_b) if r)
             self.stdout.write(f"  {email:28} password {DEMO_PASSWORD}   ({roles})")
