@@ -25,30 +25,31 @@ def test_healthy_without_a_broker_runs_tasks_in_process(client, settings):
     }
 
 
-@pytest.mark.redis
-@pytest.mark.skipif(not _redis_up(), reason="Redis is not reachable on 127.0.0.1:6379")
-def test_healthy_with_a_reachable_redis_broker(client, settings):
+@pytest.fixture
+def broker(settings):
+    """Point the settings and the Celery app at a broker URL for one test."""
     from apps.config.celery import app
 
-    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/15"
-    app.conf.broker_url = settings.CELERY_BROKER_URL
-    try:
-        response = client.get("/healthz")
-    finally:
-        app.conf.broker_url = None
+    def use(url: str) -> None:
+        settings.CELERY_BROKER_URL = url
+        app.conf.broker_url = url
+
+    yield use
+    app.conf.broker_url = None
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not _redis_up(), reason="Redis is not reachable on 127.0.0.1:6379")
+def test_healthy_with_a_reachable_redis_broker(client, broker):
+    broker("redis://127.0.0.1:6379/15")
+    response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json()["checks"]["broker"] == "ok"
 
 
-def test_unready_when_the_broker_is_down(client, settings):
-    from apps.config.celery import app
-
-    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
-    app.conf.broker_url = settings.CELERY_BROKER_URL
-    try:
-        response = client.get("/healthz")
-    finally:
-        app.conf.broker_url = None
+def test_unready_when_the_broker_is_down(client, broker):
+    broker("redis://127.0.0.1:1/0")
+    response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
     assert response.json()["checks"]["broker"].startswith("error:")
