@@ -108,3 +108,100 @@ def api_key_for(tenant: Tenant, role: str = Role.ADMIN) -> tuple[ApiKey, str]:
 
     with tenant_context(tenant):
         return apikey_create(name=f"{role} key", role=role, actor=None)
+
+
+# --- catalog ---------------------------------------------------------------
+import datetime as dt  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+from apps.catalog.models import (  # noqa: E402
+    Charge,
+    Meter,
+    Plan,
+    PlanVersion,
+    PriceOverride,
+    SubscriptionPhase,
+    Tier,
+)
+
+JAN_1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+class MeterFactory(InTenant):
+    class Meta:
+        model = Meter
+
+    key = factory.Sequence(lambda n: f"meter_{n}")
+    name = factory.Sequence(lambda n: f"Meter {n}")
+    unit_size = Decimal(1)
+    rounding = "none"
+
+
+class PlanFactory(InTenant):
+    class Meta:
+        model = Plan
+
+    key = factory.Sequence(lambda n: f"plan-{n}")
+    name = factory.Sequence(lambda n: f"Plan {n}")
+    currency = "USD"
+
+
+class _WithTenantParent(InTenant):
+    """Creates the parent objects a row needs in the same tenant when they are not given."""
+
+    class Meta:
+        abstract = True
+
+    _parents: dict[str, Any] = {}
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Any:
+        for name, parent in cls._parents.items():
+            if name not in kwargs:
+                kwargs[name] = parent(tenant=kwargs["tenant"])
+        return super()._create(model_class, *args, **kwargs)
+
+
+class PlanVersionFactory(_WithTenantParent):
+    class Meta:
+        model = PlanVersion
+
+    _parents = {"plan": PlanFactory}
+    number = factory.Sequence(lambda n: n + 1)
+    effective_from = JAN_1
+    base_fee = Decimal("99.00")
+
+
+class ChargeFactory(_WithTenantParent):
+    class Meta:
+        model = Charge
+
+    _parents = {"plan_version": PlanVersionFactory, "meter": MeterFactory}
+    model = "per_unit"
+    unit_amount = Decimal("0.01")
+
+
+class TierFactory(_WithTenantParent):
+    class Meta:
+        model = Tier
+
+    _parents = {"charge": ChargeFactory}
+    position = 0
+    up_to = None
+    unit_amount = Decimal("5")
+
+
+class PriceOverrideFactory(_WithTenantParent):
+    class Meta:
+        model = PriceOverride
+
+    _parents = {"account": AccountFactory, "meter": MeterFactory}
+    effective_from = JAN_1
+
+
+class SubscriptionPhaseFactory(_WithTenantParent):
+    class Meta:
+        model = SubscriptionPhase
+
+    _parents = {"account": AccountFactory, "plan": PlanFactory}
+    starts_at = JAN_1

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "apps.tenancy",
     "apps.audit",
     "apps.accounts",
+    "apps.catalog",
     "apps.reconciliation",
 ]
 

@@ -23,6 +23,13 @@ FACTORIES = {
     "accounts.Account": factories.AccountFactory,
     "accounts.AccountExternalId": factories.AccountExternalIdFactory,
     "audit.AuditEvent": factories.AuditEventFactory,
+    "catalog.Meter": factories.MeterFactory,
+    "catalog.Plan": factories.PlanFactory,
+    "catalog.PlanVersion": factories.PlanVersionFactory,
+    "catalog.Charge": factories.ChargeFactory,
+    "catalog.Tier": factories.TierFactory,
+    "catalog.PriceOverride": factories.PriceOverrideFactory,
+    "catalog.SubscriptionPhase": factories.SubscriptionPhaseFactory,
 }
 
 
