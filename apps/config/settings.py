@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.accounts",
     "apps.catalog",
+    "apps.usage",
     "apps.reconciliation",
 ]
 

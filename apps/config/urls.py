@@ -14,11 +14,13 @@ tenant_patterns = [
     path("accounts/", account_views.account_list_view, name="account-list"),
     path("accounts/<int:account_id>/", account_views.account_detail_view, name="account-detail"),
     path("accounts/<int:account_id>/edit/", account_views.account_edit_view, name="account-edit"),
+    path("usage/", include("apps.usage.urls")),
 ]
 
 api_patterns = [
     path("accounts/", account_apis.AccountListApi.as_view(), name="api-account-list"),
     path("accounts/<int:account_id>/", account_apis.AccountDetailApi.as_view(), name="api-account-detail"),
+    path("", include("apps.usage.api_urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),

@@ -1,0 +1,3 @@
+"""Usage API, under /api/v1/."""
+
+urlpatterns: list = []

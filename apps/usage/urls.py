@@ -1,0 +1,3 @@
+"""Usage screens, under /t/<tenant_slug>/usage/."""
+
+urlpatterns: list = []
