@@ -8,6 +8,9 @@ from apps.tenancy.permissions import request_role
 from apps.tenancy.roles import MATRIX
 from apps.tenancy.selectors import memberships_for_user
 
+CATALOG_PAGES = frozenset({"catalog", "meter-new", "meter-edit", "plan-new", "plan-detail", "plan-version",
+                           "charge-edit", "override-new"})
+
 
 def tenancy(request: HttpRequest) -> dict[str, Any]:
     tenant = getattr(request, "tenant", None)
@@ -19,6 +22,7 @@ def tenancy(request: HttpRequest) -> dict[str, Any]:
         return list(memberships_for_user(request.user))  # type: ignore[arg-type]
 
     return {
+        "catalog_pages": CATALOG_PAGES,
         "current_tenant": tenant,
         "current_membership": request.membership,  # type: ignore[attr-defined]
         "can": {action.replace(".", "_"): True for action in MATRIX.get(role or "", frozenset())},

@@ -9,7 +9,7 @@ from django.urls import reverse
 from apps.tenancy.permissions import authorize
 from apps.tenancy.roles import MATRIX, Action, Role, role_can
 from tests.conftest import member
-from tests.factories import AccountFactory, api_key_for
+from tests.factories import api_key_for
 from tests.urlwalk import app_routes
 
 # The product's role table (PRODUCT.md, "Who uses it"), written out: changing who may do
@@ -96,10 +96,10 @@ TENANT_ROUTES = [r for r in app_routes() if "tenant_slug" in r.kwargs]
 
 
 def _kwargs(route, tenant):
-    kwargs = {"tenant_slug": tenant.slug}
-    if "account_id" in route.kwargs:
-        kwargs["account_id"] = AccountFactory(tenant=tenant).pk
-    return kwargs
+    from tests.tenancy.test_cross_tenant_urls import OBJECT_FACTORIES
+
+    ids = {name: OBJECT_FACTORIES[name](tenant=tenant).pk for name in route.kwargs if name != "tenant_slug"}
+    return {"tenant_slug": tenant.slug, **ids}
 
 
 def test_every_tenant_view_declares_its_action():
