@@ -8,8 +8,18 @@ from apps.tenancy.permissions import request_role
 from apps.tenancy.roles import MATRIX
 from apps.tenancy.selectors import memberships_for_user
 
-CATALOG_PAGES = frozenset({"catalog", "meter-new", "meter-edit", "plan-new", "plan-detail", "plan-version",
-                           "charge-edit", "override-new"})
+CATALOG_PAGES = frozenset(
+    {
+        "catalog",
+        "meter-new",
+        "meter-edit",
+        "plan-new",
+        "plan-detail",
+        "plan-version",
+        "charge-edit",
+        "override-new",
+    }
+)
 
 
 def tenancy(request: HttpRequest) -> dict[str, Any]:

@@ -5,6 +5,9 @@ Safe to run again: existing tenants, users and accounts are kept, never duplicat
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -13,11 +16,15 @@ from django.db import transaction
 
 from apps.accounts.models import Account, Provider
 from apps.accounts.services import account_create, account_external_id_set
+from apps.catalog.models import Plan, SubscriptionPhase
+from apps.catalog.services import catalog_import, phase_create
 from apps.tenancy.context import tenant_context
 from apps.tenancy.models import Membership, Tenant
 from apps.tenancy.roles import Role
 from apps.tenancy.services import membership_add, tenant_create
 
+DEMO_PRICING = Path(__file__).resolve().parents[2] / "demo" / "pricing.json"
+CATALOG_SINCE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DEMO_PASSWORD = "trueup-demo"  # noqa: S105 - printed for the local demo only
 
 TENANTS = [
@@ -83,10 +90,28 @@ class Command(BaseCommand):
                 with tenant_context(tenant):
                     self._members(users, index)
                     self._accounts(slug, users)
+                    self._catalog()
         self.stdout.write(self.style.SUCCESS(f"Demo ready. Sign in at {options['url']} with:"))
         for email, _name, role_a, role_b in PEOPLE:
             roles = ", ".join(str(r.label) for r in (role_a, role_b) if r)
             self.stdout.write(f"  {email:28} password {DEMO_PASSWORD}   ({roles})")
+
+    def _catalog(self) -> None:
+        """The demo price list, and each account on a plan by segment (enterprise on Scale, ...)."""
+        if not Plan.objects.exists():
+            catalog_import(
+                actor=None, data=json.loads(DEMO_PRICING.read_text()), effective_from=CATALOG_SINCE
+            )
+        plans = {plan.key: plan for plan in Plan.objects.all()}
+        subscribed = set(SubscriptionPhase.objects.values_list("account_id", flat=True))
+        by_segment = {"enterprise": "scale", "mid-market": "growth", "self-serve": "starter"}
+        for account in Account.objects.exclude(pk__in=subscribed):
+            phase_create(
+                actor=None,
+                account=account,
+                plan=plans[by_segment.get(account.segment, "growth")],
+                starts_at=CATALOG_SINCE,
+            )
 
     def _members(self, users: dict[str, Any], index: int) -> None:
         existing = set(Membership.objects.values_list("user_id", flat=True))
