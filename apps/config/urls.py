@@ -14,6 +14,8 @@ tenant_patterns = [
     path("accounts/", account_views.account_list_view, name="account-list"),
     path("accounts/<int:account_id>/", account_views.account_detail_view, name="account-detail"),
     path("accounts/<int:account_id>/edit/", account_views.account_edit_view, name="account-edit"),
+    path("settings/api-keys/", tenancy_views.api_keys, name="api-keys"),
+    path("settings/api-keys/<int:key_id>/revoke/", tenancy_views.api_key_revoke, name="api-key-revoke"),
     path("catalog/", include("apps.catalog.urls")),
     path("usage/", include("apps.usage.urls")),
 ]

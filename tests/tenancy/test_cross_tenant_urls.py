@@ -11,7 +11,14 @@ from django.urls import reverse
 
 from apps.tenancy.roles import Role
 from tests.conftest import member
-from tests.factories import AccountFactory, MeterFactory, PlanFactory, PlanVersionFactory, api_key_for
+from tests.factories import (
+    AccountFactory,
+    ApiKeyFactory,
+    MeterFactory,
+    PlanFactory,
+    PlanVersionFactory,
+    api_key_for,
+)
 from tests.urlwalk import app_routes
 
 pytestmark = pytest.mark.django_db
@@ -21,6 +28,7 @@ OBJECT_FACTORIES = {
     "meter_id": MeterFactory,
     "plan_id": PlanFactory,
     "version_id": PlanVersionFactory,
+    "key_id": ApiKeyFactory,
 }
 METHODS = ["get", "post", "put", "patch", "delete"]
 ID_ROUTES = [r for r in app_routes() if set(r.kwargs) - {"tenant_slug"}]
