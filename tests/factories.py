@@ -205,3 +205,62 @@ class SubscriptionPhaseFactory(_WithTenantParent):
 
     _parents = {"account": AccountFactory, "plan": PlanFactory}
     starts_at = JAN_1
+
+
+# --- billing ---------------------------------------------------------------
+from apps.billing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, MeteredUsage  # noqa: E402
+
+OCT_1 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+NOV_1 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+class InvoiceFactory(_WithTenantParent):
+    class Meta:
+        model = Invoice
+
+    _parents = {"account": AccountFactory}
+    source = "bundle"
+    external_id = factory.Sequence(lambda n: f"in_{n:06d}")
+    status = "finalized"
+    currency = "USD"
+    period_start = OCT_1
+    period_end = NOV_1
+    finalized_at = NOV_1
+
+
+class InvoiceLineFactory(_WithTenantParent):
+    class Meta:
+        model = InvoiceLine
+
+    _parents = {"invoice": InvoiceFactory}
+    quantity = Decimal(1)
+    amount = Decimal("99.00")
+
+
+class CreditNoteFactory(_WithTenantParent):
+    class Meta:
+        model = CreditNote
+
+    _parents = {"invoice": InvoiceFactory}
+    source = "bundle"
+    external_id = factory.Sequence(lambda n: f"cn_{n:06d}")
+    issued_at = NOV_1
+
+
+class CreditNoteLineFactory(_WithTenantParent):
+    class Meta:
+        model = CreditNoteLine
+
+    _parents = {"credit_note": CreditNoteFactory}
+    amount = Decimal("10.00")
+
+
+class MeteredUsageFactory(_WithTenantParent):
+    class Meta:
+        model = MeteredUsage
+
+    _parents = {"account": AccountFactory, "meter": MeterFactory}
+    source = "bundle"
+    period_start = OCT_1
+    period_end = NOV_1
+    quantity = Decimal(1000)

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.catalog",
     "apps.usage",
+    "apps.billing",
     "apps.reconciliation",
 ]
 

@@ -30,6 +30,11 @@ FACTORIES = {
     "catalog.Tier": factories.TierFactory,
     "catalog.PriceOverride": factories.PriceOverrideFactory,
     "catalog.SubscriptionPhase": factories.SubscriptionPhaseFactory,
+    "billing.Invoice": factories.InvoiceFactory,
+    "billing.InvoiceLine": factories.InvoiceLineFactory,
+    "billing.CreditNote": factories.CreditNoteFactory,
+    "billing.CreditNoteLine": factories.CreditNoteLineFactory,
+    "billing.MeteredUsage": factories.MeteredUsageFactory,
 }
 
 

@@ -1,0 +1,134 @@
+"""What the billing provider metered, invoiced and credited: the second and third legs of the match."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.accounts.models import Account
+from apps.catalog.models import Meter
+from apps.tenancy.models import TenantModel
+
+
+class Source(models.TextChoices):
+    STRIPE = "stripe", "Stripe"
+    CHARGEBEE = "chargebee", "Chargebee"
+    BUNDLE = "bundle", "Export bundle"
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    OPEN = "open", "Open"
+    FINALIZED = "finalized", "Finalized"
+    PAID = "paid", "Paid"
+    VOID = "void", "Void"
+
+
+class Invoice(TenantModel):
+    """An invoice for one account and period. ``finalized_at`` is the cut-off for late usage."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="invoices")
+    source = models.CharField(max_length=20, choices=Source.choices)
+    external_id = models.CharField(max_length=255)
+    status = models.CharField(max_length=12, choices=InvoiceStatus.choices)
+    currency = models.CharField(max_length=3)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-period_start", "account_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "source", "external_id"], name="invoice_unique_per_source"
+            ),
+            models.CheckConstraint(
+                condition=Q(period_end__gt=models.F("period_start")), name="invoice_period_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "period_start", "account"], name="invoice_period_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} ({self.get_status_display()})"
+
+
+class InvoiceLine(TenantModel):
+    """One line of an invoice: a meter's usage in billing units, or the base fee (no meter)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    meter = models.ForeignKey(Meter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    external_id = models.CharField(max_length=255, blank=True)
+    description = models.CharField(max_length=300, blank=True)
+    quantity = models.DecimalField(max_digits=30, decimal_places=12)
+    amount = models.DecimalField(max_digits=30, decimal_places=12)
+
+    class Meta:
+        ordering = ["invoice", "meter_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "invoice", "meter"], name="one_line_per_meter", nulls_distinct=False
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice}: {self.meter or 'base fee'}"
+
+
+class CreditNote(TenantModel):
+    """A credit note already issued against an invoice."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    source = models.CharField(max_length=20, choices=Source.choices)
+    external_id = models.CharField(max_length=255)
+    reason = models.CharField(max_length=300, blank=True)
+    issued_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-issued_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "source", "external_id"], name="credit_note_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class CreditNoteLine(TenantModel):
+    """How much of a credit note went to one invoice line (a meter, or the base fee)."""
+
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="lines")
+    meter = models.ForeignKey(Meter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    amount = models.DecimalField(max_digits=30, decimal_places=12)
+
+    class Meta:
+        ordering = ["credit_note", "meter_id"]
+
+    def __str__(self) -> str:
+        return f"{self.credit_note}: {self.amount}"
+
+
+class MeteredUsage(TenantModel):
+    """What the provider's metering counted for an account, meter and period (raw units)."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=20, choices=Source.choices)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    quantity = models.DecimalField(max_digits=30, decimal_places=12)
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-period_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "source", "account", "meter", "period_start", "period_end"],
+                name="metered_usage_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "period_start"], name="metered_period_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.meter} {self.period_start:%Y-%m}: {self.quantity}"
