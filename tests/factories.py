@@ -264,3 +264,85 @@ class MeteredUsageFactory(_WithTenantParent):
     period_start = OCT_1
     period_end = NOV_1
     quantity = Decimal(1000)
+
+
+# --- reconciliation --------------------------------------------------------
+from apps.reconciliation.models import (  # noqa: E402
+    Discrepancy,
+    DiscrepancyEvent,
+    ReconciliationLine,
+    ReconciliationRun,
+    RoutingRule,
+    Threshold,
+)
+
+
+class ReconciliationRunFactory(InTenant):
+    class Meta:
+        model = ReconciliationRun
+
+    period = "2026-10"
+
+
+class ReconciliationLineFactory(_WithTenantParent):
+    class Meta:
+        model = ReconciliationLine
+
+    _parents = {"run": ReconciliationRunFactory, "account": AccountFactory}
+    currency = "USD"
+    expected_amount = Decimal("100.00")
+    invoiced_amount = Decimal("90.00")
+    credited_amount = Decimal(0)
+    billed_amount = Decimal("90.00")
+    difference = Decimal("10.00")
+    classification = "under_bill"
+    direction = "under"
+    source = "billing"
+    material = True
+
+
+class DiscrepancyFactory(_WithTenantParent):
+    class Meta:
+        model = Discrepancy
+
+    _parents = {"line": ReconciliationLineFactory}
+    period = "2026-10"
+    classification = "under_bill"
+    direction = "under"
+    currency = "USD"
+    amount = Decimal("10.00")
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Any:
+        if "line" not in kwargs:
+            kwargs["line"] = ReconciliationLineFactory(tenant=kwargs["tenant"])
+        line = kwargs["line"]
+        kwargs.setdefault("account", line.account)
+        kwargs.setdefault("first_seen_run", line.run)
+        kwargs.setdefault("last_seen_run", line.run)
+        return super()._create(model_class, *args, **kwargs)
+
+
+class DiscrepancyEventFactory(_WithTenantParent):
+    class Meta:
+        model = DiscrepancyEvent
+
+    _parents = {"discrepancy": DiscrepancyFactory}
+    kind = "comment"
+    text = "checked with the customer"
+
+
+class ThresholdFactory(InTenant):
+    class Meta:
+        model = Threshold
+
+    segment = factory.Sequence(lambda n: f"segment-{n}")
+    absolute = Decimal("1.00")
+
+
+class RoutingRuleFactory(InTenant):
+    class Meta:
+        model = RoutingRule
+
+    classification = "under_bill"
+    owner_role = "revops"

@@ -35,6 +35,12 @@ FACTORIES = {
     "billing.CreditNote": factories.CreditNoteFactory,
     "billing.CreditNoteLine": factories.CreditNoteLineFactory,
     "billing.MeteredUsage": factories.MeteredUsageFactory,
+    "reconciliation.ReconciliationRun": factories.ReconciliationRunFactory,
+    "reconciliation.ReconciliationLine": factories.ReconciliationLineFactory,
+    "reconciliation.Discrepancy": factories.DiscrepancyFactory,
+    "reconciliation.DiscrepancyEvent": factories.DiscrepancyEventFactory,
+    "reconciliation.Threshold": factories.ThresholdFactory,
+    "reconciliation.RoutingRule": factories.RoutingRuleFactory,
 }
 
 
