@@ -24,6 +24,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
+def _sqlite_audit_triggers_allow_the_test_flush(request: pytest.FixtureRequest) -> Any:
+    """On SQLite, a transactional test ends with DELETE FROM every table, which the audit triggers refuse.
+
+    PostgreSQL flushes with TRUNCATE, which row triggers do not see. On SQLite the triggers
+    are put in place at the start of each database test and lifted just before such a flush.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None:
+        yield
+        return
+    from django.conf import settings
+
+    if not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        yield
+        return
+    transactional = bool(marker.kwargs.get("transaction"))
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    migration = __import__("apps.audit.migrations.0003_append_only", fromlist=["SQLITE_FORWARD"])
+    with connection.cursor() as cursor:
+        for statement in migration.SQLITE_FORWARD:
+            cursor.execute(statement.replace("CREATE TRIGGER", "CREATE TRIGGER IF NOT EXISTS"))
+    yield
+    if transactional:
+        with connection.cursor() as cursor:
+            for statement in migration.SQLITE_BACKWARD:
+                cursor.execute(statement)
+
+
+@pytest.fixture(autouse=True)
 def _fast_passwords(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -346,3 +346,78 @@ class RoutingRuleFactory(InTenant):
 
     classification = "under_bill"
     owner_role = "revops"
+
+
+def add_events(tenant: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Store usage events: (event_id, account, meter, quantity, occurred_at, received_at) tuples."""
+    from apps.usage.models import IngestBatch, UsageEvent
+
+    with tenant_context(tenant):
+        batch = IngestBatch.objects.create(source="bundle", events=len(rows))
+        UsageEvent.objects.bulk_create(
+            UsageEvent(
+                event_id=event_id,
+                account=account,
+                meter=meter,
+                quantity=Decimal(quantity),
+                occurred_at=occurred_at,
+                received_at=received_at,
+                source="bundle",
+                batch=batch,
+            )
+            for event_id, account, meter, quantity, occurred_at, received_at in rows
+        )
+
+
+# --- usage -----------------------------------------------------------------
+from apps.usage.models import (  # noqa: E402
+    ImportJob,
+    ImportRowError,
+    IngestBatch,
+    UsageEvent,
+    UsageSettings,
+)
+
+
+class UsageSettingsFactory(InTenant):
+    class Meta:
+        model = UsageSettings
+
+
+class IngestBatchFactory(InTenant):
+    class Meta:
+        model = IngestBatch
+
+    source = "api"
+
+
+class UsageEventFactory(_WithTenantParent):
+    class Meta:
+        model = UsageEvent
+
+    _parents = {"account": AccountFactory, "meter": MeterFactory, "batch": IngestBatchFactory}
+    event_id = factory.Sequence(lambda n: f"evt-{n:08d}")
+    quantity = Decimal("1")
+    occurred_at = dt.datetime(2026, 10, 15, 12, tzinfo=dt.UTC)
+    source = "api"
+
+
+class ImportJobFactory(InTenant):
+    class Meta:
+        model = ImportJob
+
+    source = "ui"
+    filename = factory.Sequence(lambda n: f"events-{n}.csv")
+    path = "/nonexistent/events.csv"
+    status = "done"
+
+
+class ImportRowErrorFactory(_WithTenantParent):
+    class Meta:
+        model = ImportRowError
+
+    _parents = {"job": ImportJobFactory}
+    line = 2
+    field = "quantity"
+    code = "invalid"
+    reason = "Not a number: 'x'."

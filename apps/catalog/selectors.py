@@ -38,22 +38,30 @@ def version_in_effect(plan: Plan, at: dt.datetime) -> PlanVersion | None:
     return PlanVersion.objects.filter(plan=plan, effective_from__lte=at).order_by("-effective_from").first()
 
 
+def _num(value: Decimal | None) -> Decimal | None:
+    return None if value is None else pricing.trimmed(value)
+
+
 def engine_unit_rule(meter: Meter) -> pricing.UnitRule:
-    return pricing.UnitRule(unit_size=meter.unit_size, rounding=meter.rounding)  # type: ignore[arg-type]
+    return pricing.UnitRule(unit_size=pricing.trimmed(meter.unit_size), rounding=meter.rounding)  # type: ignore[arg-type]
 
 
 def engine_charge(charge: Charge) -> pricing.Charge:
     """The engine's view of a stored charge (tiers in position order)."""
     tiers = tuple(
-        pricing.Tier(up_to=t.up_to, unit_amount=t.unit_amount, flat_amount=t.flat_amount or ZERO)
+        pricing.Tier(
+            up_to=_num(t.up_to),
+            unit_amount=pricing.trimmed(t.unit_amount),
+            flat_amount=_num(t.flat_amount) or ZERO,
+        )
         for t in sorted(charge.tiers.all(), key=lambda t: t.position)
     )
     return pricing.Charge(
         model=charge.model,  # type: ignore[arg-type]
-        unit_amount=charge.unit_amount,
+        unit_amount=_num(charge.unit_amount),
         tiers=tiers,
-        package_size=charge.package_size,
-        package_amount=charge.package_amount,
+        package_size=_num(charge.package_size),
+        package_amount=_num(charge.package_amount),
     )
 
 

@@ -245,6 +245,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- reconciliation -------------------------------------------------------
+# A run over more accounts than this is split into chunks that workers reconcile in parallel.
+RECONCILIATION_CHUNK_ACCOUNTS = env.int("RECONCILIATION_CHUNK_ACCOUNTS", default=2000)
+
 # --- logging ----------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

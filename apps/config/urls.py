@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
@@ -17,10 +17,11 @@ tenant_patterns = [
     path("settings/api-keys/", tenancy_views.api_keys, name="api-keys"),
     path("settings/api-keys/<int:key_id>/revoke/", tenancy_views.api_key_revoke, name="api-key-revoke"),
     path("catalog/", include("apps.catalog.urls")),
+    path("reconciliation/", include("apps.reconciliation.urls")),
     path("usage/", include("apps.usage.urls")),
 ]
 
-api_patterns = [
+api_patterns: list[URLPattern | URLResolver] = [
     path("accounts/", account_apis.AccountListApi.as_view(), name="api-account-list"),
     path("accounts/<int:account_id>/", account_apis.AccountDetailApi.as_view(), name="api-account-detail"),
     path("", include("apps.usage.api_urls")),

@@ -31,7 +31,7 @@ from .models import (
     UnitRounding,
     UnitRule,
 )
-from .money import MINOR_UNITS, decimal_str, minor_units, normalize_currency, quantize, to_decimal
+from .money import MINOR_UNITS, decimal_str, minor_units, normalize_currency, quantize, to_decimal, trimmed
 from .periods import day_position, period_length, price_period
 from .validation import validate_charge, validate_unit_rule
 
@@ -72,6 +72,7 @@ __all__ = [
     "quantize",
     "to_billing_units",
     "to_decimal",
+    "trimmed",
     "units_for",
     "validate_catalog",
     "validate_charge",

@@ -170,3 +170,15 @@ def round_to_exponent(value: Number, places: int, rounding: str = decimal.ROUND_
 def quantize(amount: Number, currency: str, rounding: str = decimal.ROUND_HALF_UP) -> Decimal:
     """Round an exact amount once to the currency's minor unit (USD 0.01, JPY 1, KWD 0.001)."""
     return round_to_exponent(amount, minor_units(currency), rounding)
+
+
+def trimmed(value: Decimal) -> Decimal:
+    """The same number without trailing zeros (``712.070000000000`` → ``712.07``), never in exponent form.
+
+    Database columns hand back every decimal place they store; the working shown to people
+    should read as the number was written.
+    """
+    if not value.is_finite():
+        return value
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal

@@ -70,6 +70,8 @@ class ReconciliationRun(TenantModel):
     )
     account_ids = models.JSONField(null=True, blank=True, help_text="Only these accounts (blank: all).")
     progress = models.PositiveSmallIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0, help_text="Account chunks the run was split into.")
+    chunks_done = models.PositiveIntegerField(default=0)
     progress_note = models.CharField(max_length=200, blank=True)
     counts = models.JSONField(default=dict, blank=True)
     input_checksums = models.JSONField(default=dict, blank=True)

@@ -33,6 +33,14 @@ def tenancy(request: HttpRequest) -> dict[str, Any]:
 
     return {
         "catalog_pages": CATALOG_PAGES,
+        "usage_pages": (
+            "usage-overview",
+            "usage-import-list",
+            "usage-import-detail",
+            "usage-late",
+            "usage-settings",
+        ),
+        "run_pages": ("runs", "run-detail", "bundle-upload", "run-line"),
         "current_tenant": tenant,
         "current_membership": request.membership,  # type: ignore[attr-defined]
         "can": {action.replace(".", "_"): True for action in MATRIX.get(role or "", frozenset())},

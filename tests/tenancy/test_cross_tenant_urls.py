@@ -14,9 +14,12 @@ from tests.conftest import member
 from tests.factories import (
     AccountFactory,
     ApiKeyFactory,
+    ImportJobFactory,
     MeterFactory,
     PlanFactory,
     PlanVersionFactory,
+    ReconciliationLineFactory,
+    ReconciliationRunFactory,
     api_key_for,
 )
 from tests.urlwalk import app_routes
@@ -29,6 +32,9 @@ OBJECT_FACTORIES = {
     "plan_id": PlanFactory,
     "version_id": PlanVersionFactory,
     "key_id": ApiKeyFactory,
+    "run_id": ReconciliationRunFactory,
+    "line_id": ReconciliationLineFactory,
+    "import_id": ImportJobFactory,
 }
 METHODS = ["get", "post", "put", "patch", "delete"]
 ID_ROUTES = [r for r in app_routes() if set(r.kwargs) - {"tenant_slug"}]

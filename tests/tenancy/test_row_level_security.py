@@ -41,6 +41,11 @@ FACTORIES = {
     "reconciliation.DiscrepancyEvent": factories.DiscrepancyEventFactory,
     "reconciliation.Threshold": factories.ThresholdFactory,
     "reconciliation.RoutingRule": factories.RoutingRuleFactory,
+    "usage.UsageSettings": factories.UsageSettingsFactory,
+    "usage.IngestBatch": factories.IngestBatchFactory,
+    "usage.UsageEvent": factories.UsageEventFactory,
+    "usage.ImportJob": factories.ImportJobFactory,
+    "usage.ImportRowError": factories.ImportRowErrorFactory,
 }
 
 

@@ -45,7 +45,7 @@ from .inputs import (
     UsageEvent,
 )
 from .periods import AccountPeriod, InvoiceHeader, invoice_headers, resolve_periods
-from .reconcile import Pricing, Reconciliation, reconcile, reconcile_period
+from .reconcile import MaterialityFor, Pricing, Reconciliation, reconcile, reconcile_period
 from .results import (
     AppliedCredit,
     CurrencyTotals,
@@ -74,6 +74,7 @@ __all__ = [
     "LineFacts",
     "LineWorking",
     "Materiality",
+    "MaterialityFor",
     "MeterUsage",
     "MeteredUsage",
     "Month",

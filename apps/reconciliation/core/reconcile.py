@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import decimal
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -43,6 +43,10 @@ LineKey = tuple[str, str | None]
 """(account_id, meter); meter None is the base fee line."""
 
 
+MaterialityFor = Callable[[Account, str | None], Materiality]
+"""Materiality per line: the account (for its segment) and the meter (None for the base fee)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Pricing:
     """How amounts are computed: base-fee proration and the one rounding step's mode."""
@@ -77,7 +81,7 @@ def reconcile(
     metered: Iterable[MeteredUsage] = (),
     invoice_lines: Iterable[InvoiceLine] = (),
     credits: Iterable[CreditNote] = (),
-    materiality: Materiality = Materiality(),  # noqa: B008 - immutable
+    materiality: Materiality | MaterialityFor = Materiality(),  # noqa: B008 - immutable
     pricing: Pricing = Pricing(),
 ) -> Reconciliation:
     """Reconcile every invoice line of the periods, and every account x meter used but not invoiced.
@@ -101,7 +105,8 @@ def reconcile(
             if meter_key is not None:  # no plan means no base fee either: only usage is worth a warning
                 warnings.append(_unpriceable(period, meter_key, usage))
             continue
-        builder = _LineBuilder(period, currency, materiality, pricing)
+        threshold = materiality(period.account, meter_key) if callable(materiality) else materiality
+        builder = _LineBuilder(period, currency, threshold, pricing)
         key = (account_id, meter_key)
         billed = invoiced.get(key)
         if meter_key is None:
