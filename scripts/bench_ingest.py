@@ -20,6 +20,7 @@ Everything it sends goes to 127.0.0.1; the run is bounded by EVENTS and stops by
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -195,6 +196,7 @@ def server_env(database_url: str, app_role: str) -> dict[str, str]:
         "TRUEUP_ENV": "production",
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(48),
+        "ENCRYPTION_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "ALLOWED_HOSTS": HOST,
         "SECURE_SSL_REDIRECT": "false",
         "DATABASE_URL": database_url,

@@ -421,3 +421,27 @@ class ImportRowErrorFactory(_WithTenantParent):
     field = "quantity"
     code = "invalid"
     reason = "Not a number: 'x'."
+
+
+# --- provider connections --------------------------------------------------
+from apps.billing.models import ProviderConnection, WebhookEvent  # noqa: E402
+
+
+class ProviderConnectionFactory(InTenant):
+    class Meta:
+        model = ProviderConnection
+
+    provider = "stripe"
+    name = factory.Sequence(lambda n: f"Stripe {n}")
+    public_id = factory.Sequence(lambda n: f"conn{n:08d}")
+    credentials = ""
+
+
+class WebhookEventFactory(_WithTenantParent):
+    class Meta:
+        model = WebhookEvent
+
+    _parents = {"connection": ProviderConnectionFactory}
+    event_id = factory.Sequence(lambda n: f"evt_{n:08d}")
+    event_type = "invoice.created"
+    payload = factory.LazyFunction(dict)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.accounts.models import Account
@@ -67,8 +68,9 @@ class InvoiceLine(TenantModel):
     class Meta:
         ordering = ["invoice", "meter_id"]
         constraints = [
+            # COALESCE: the base-fee line (no meter) is unique too, on every database.
             models.UniqueConstraint(
-                fields=["tenant", "invoice", "meter"], name="one_line_per_meter", nulls_distinct=False
+                F("tenant"), F("invoice"), Coalesce("meter", 0), name="one_line_per_meter"
             ),
         ]
 
@@ -132,3 +134,86 @@ class MeteredUsage(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.account} {self.meter} {self.period_start:%Y-%m}: {self.quantity}"
+
+
+class ProviderConnection(TenantModel):
+    """A tenant's link to its billing provider. Credentials are encrypted at rest and never shown again.
+
+    Read-only until a tenant admin enables writes: only then may Trueup create credit notes,
+    invoice items and hold or release invoices there.
+    """
+
+    class Provider(models.TextChoices):
+        STRIPE = "stripe", "Stripe"
+        CHARGEBEE = "chargebee", "Chargebee"
+
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    name = models.CharField(max_length=100)
+    public_id = models.CharField(
+        max_length=32, unique=True, editable=False, help_text="Names the connection in its webhook URL."
+    )
+    base_url = models.URLField(blank=True, help_text="Blank: the provider itself. A URL: a sandbox server.")
+    site = models.CharField(max_length=100, blank=True, help_text="Chargebee site name.")
+    credentials = models.TextField(editable=False, help_text="Encrypted JSON: API key and webhook secrets.")
+    allow_writes = models.BooleanField(default=False)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    last_sync_status = models.CharField(max_length=20, blank=True)
+    last_error = models.TextField(blank=True)
+    cursors = models.JSONField(default=dict, blank=True, help_text="Where the incremental sync resumes.")
+    drift = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Where the provider's prices differ from the catalogue (last sync).",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()}: {self.name}"
+
+    def __repr__(self) -> str:  # never the credentials, even in a traceback
+        return f"<ProviderConnection {self.pk} {self.provider} {self.name!r}>"
+
+    def set_credentials(self, values: dict[str, str]) -> None:
+        import json
+
+        from apps.common.crypto import encrypt
+
+        self.credentials = encrypt(json.dumps(values, sort_keys=True))
+
+    def get_credentials(self) -> dict[str, str]:
+        import json
+
+        from apps.common.crypto import decrypt
+
+        return json.loads(decrypt(self.credentials)) if self.credentials else {}
+
+
+class WebhookEvent(TenantModel):
+    """A provider event as received: stored once per provider event id, processed asynchronously."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    connection = models.ForeignKey(ProviderConnection, on_delete=models.CASCADE, related_name="events")
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "connection", "event_id"], name="webhook_event_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

@@ -27,7 +27,7 @@ def _check_database() -> str:
 
 
 def _check_broker() -> str:
-    if not settings.CELERY_BROKER_URL:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
         return "in-process (no broker configured)"
     from apps.config.celery import app
 

@@ -232,8 +232,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -----------------------------------------------------------------
 # No broker configured: tasks run in-process (eagerly), so the embedded start needs no server.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or None
-CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
+_BROKER = env.str("CELERY_BROKER_URL", default="")
+CELERY_BROKER_URL = _BROKER or "memory://"
+CELERY_TASK_ALWAYS_EAGER = not _BROKER
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_ACKS_LATE = True
@@ -244,6 +245,18 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- secrets at rest -------------------------------------------------------
+# Fernet keys for provider credentials, newest first (rotation: add a key in front).
+ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
+if PRODUCTION and not ENCRYPTION_KEYS:
+    raise ImproperlyConfigured(
+        "Production mode needs ENCRYPTION_KEYS (Fernet keys) for provider credentials."
+    )
+
+# --- provider sync ---------------------------------------------------------
+SYNC_CONCURRENCY_PER_TENANT = env.int("SYNC_CONCURRENCY_PER_TENANT", default=1)
+SYNC_LOCK_SECONDS = env.int("SYNC_LOCK_SECONDS", default=3600)
 
 # --- reconciliation -------------------------------------------------------
 # A run over more accounts than this is split into chunks that workers reconcile in parallel.
@@ -264,6 +277,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "axes": {"level": "WARNING"},
+        # In-process tasks still build a (memory) connection, which kombu warns has no host.
+        "kombu.connection": {"level": "ERROR" if CELERY_TASK_ALWAYS_EAGER else "WARNING"},
         "django.db.backends": {"level": "INFO"},
         "trueup.security": {"level": "INFO"},
     },

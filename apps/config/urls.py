@@ -6,6 +6,7 @@ from rest_framework.permissions import AllowAny
 
 from apps.accounts import apis as account_apis
 from apps.accounts import views as account_views
+from apps.billing import webhooks as billing_webhooks
 from apps.common import views as common_views
 from apps.tenancy import views as tenancy_views
 
@@ -18,6 +19,7 @@ tenant_patterns = [
     path("settings/api-keys/<int:key_id>/revoke/", tenancy_views.api_key_revoke, name="api-key-revoke"),
     path("catalog/", include("apps.catalog.urls")),
     path("reconciliation/", include("apps.reconciliation.urls")),
+    path("settings/providers/", include("apps.billing.urls")),
     path("usage/", include("apps.usage.urls")),
 ]
 
@@ -47,6 +49,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("t/<slug:tenant_slug>/", include(tenant_patterns)),
     path("api/v1/", include(api_patterns)),
+    path("webhooks/stripe/<str:public_id>/", billing_webhooks.stripe_webhook, name="webhook-stripe"),
+    path("webhooks/chargebee/<str:public_id>/", billing_webhooks.chargebee_webhook, name="webhook-chargebee"),
 ]
 
 handler500 = "apps.common.views.server_error"

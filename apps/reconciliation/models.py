@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.accounts.models import Account
@@ -174,9 +175,7 @@ class Discrepancy(TenantModel):
         ordering = ["-updated_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "account", "meter", "period"],
-                name="one_finding_per_line",
-                nulls_distinct=False,
+                F("tenant"), F("account"), Coalesce("meter", 0), F("period"), name="one_finding_per_line"
             ),
         ]
         indexes = [
@@ -238,7 +237,7 @@ class Threshold(TenantModel):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "segment", "meter"], name="one_threshold_per_scope", nulls_distinct=False
+                F("tenant"), F("segment"), Coalesce("meter", 0), name="one_threshold_per_scope"
             ),
         ]
 

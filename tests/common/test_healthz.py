@@ -16,7 +16,7 @@ def _redis_up() -> bool:
 
 
 def test_healthy_without_a_broker_runs_tasks_in_process(client, settings):
-    settings.CELERY_BROKER_URL = None
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {
@@ -30,12 +30,15 @@ def broker(settings):
     """Point the settings and the Celery app at a broker URL for one test."""
     from apps.config.celery import app
 
+    saved = app.conf.broker_url
+
     def use(url: str) -> None:
         settings.CELERY_BROKER_URL = url
+        settings.CELERY_TASK_ALWAYS_EAGER = False
         app.conf.broker_url = url
 
     yield use
-    app.conf.broker_url = None
+    app.conf.broker_url = saved
 
 
 @pytest.mark.redis

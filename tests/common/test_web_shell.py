@@ -147,7 +147,8 @@ def test_a_revoked_key_is_refused(client, tenant_a):
 
 
 def _import_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "TRUEUP_ENV")}
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("SECRET_KEY", "DEBUG", "TRUEUP_ENV", "ENCRYPTION_KEYS")}
     return subprocess.run(
         [
             sys.executable,
@@ -170,7 +171,10 @@ def test_production_refuses_a_default_secret_or_debug():
     secret = "s" * 50
     debug = _import_settings({"TRUEUP_ENV": "production", "SECRET_KEY": secret, "DEBUG": "true"})
     assert debug.returncode != 0 and "DEBUG" in debug.stderr
-    ok = _import_settings({"TRUEUP_ENV": "production", "SECRET_KEY": secret})
+    no_keys = _import_settings({"TRUEUP_ENV": "production", "SECRET_KEY": secret})
+    assert no_keys.returncode != 0 and "ENCRYPTION_KEYS" in no_keys.stderr
+    fernet_key = "3Q6nJv6QpMBmCJq7bCk2ZQ0Ak8xhYV0cjX0pXg0s5Vw="
+    ok = _import_settings({"TRUEUP_ENV": "production", "SECRET_KEY": secret, "ENCRYPTION_KEYS": fernet_key})
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.split() == ["31536000", "True", "False"]
 

@@ -18,6 +18,7 @@ from tests.factories import (
     MeterFactory,
     PlanFactory,
     PlanVersionFactory,
+    ProviderConnectionFactory,
     ReconciliationLineFactory,
     ReconciliationRunFactory,
     api_key_for,
@@ -34,6 +35,7 @@ OBJECT_FACTORIES = {
     "key_id": ApiKeyFactory,
     "run_id": ReconciliationRunFactory,
     "line_id": ReconciliationLineFactory,
+    "connection_id": ProviderConnectionFactory,
     "import_id": ImportJobFactory,
 }
 METHODS = ["get", "post", "put", "patch", "delete"]

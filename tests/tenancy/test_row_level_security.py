@@ -35,6 +35,8 @@ FACTORIES = {
     "billing.CreditNote": factories.CreditNoteFactory,
     "billing.CreditNoteLine": factories.CreditNoteLineFactory,
     "billing.MeteredUsage": factories.MeteredUsageFactory,
+    "billing.ProviderConnection": factories.ProviderConnectionFactory,
+    "billing.WebhookEvent": factories.WebhookEventFactory,
     "reconciliation.ReconciliationRun": factories.ReconciliationRunFactory,
     "reconciliation.ReconciliationLine": factories.ReconciliationLineFactory,
     "reconciliation.Discrepancy": factories.DiscrepancyFactory,

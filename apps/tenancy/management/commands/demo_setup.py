@@ -31,6 +31,9 @@ TENANTS = [
     ("northwind", "Northwind Cloud", "America/New_York"),
     ("globex", "Globex Analytics", "Europe/Berlin"),
 ]
+# A third tenant loaded from an export bundle and reconciled: findings to explore on the first run.
+BUNDLE_TENANT = ("initrode", "Initrode Data (export bundle)", "UTC")
+DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "demo" / "bundle-2026-10"
 
 PEOPLE = [
     # email, name, role in northwind, role in globex (None = not a member)
@@ -91,10 +94,32 @@ class Command(BaseCommand):
                     self._members(users, index)
                     self._accounts(slug, users)
                     self._catalog()
+        self._bundle_tenant(users)
         self.stdout.write(self.style.SUCCESS(f"Demo ready. Sign in at {options['url']} with:"))
         for email, _name, role_a, role_b in PEOPLE:
             roles = ", ".join(str(r.label) for r in (role_a, role_b) if r)
             self.stdout.write(f"  {email:28} password {DEMO_PASSWORD}   ({roles})")
+
+    def _bundle_tenant(self, users: dict[str, Any]) -> None:
+        """Load the example export bundle into its own tenant and reconcile October, once."""
+        from apps.reconciliation import core
+        from apps.reconciliation.bundle_import import bundle_import
+        from apps.reconciliation.models import ReconciliationRun
+        from apps.reconciliation.services import run_create
+
+        slug, name, tz = BUNDLE_TENANT
+        tenant = Tenant.objects.filter(slug=slug).first() or tenant_create(
+            slug=slug, name=name, default_timezone=tz
+        )
+        with tenant_context(tenant):
+            existing = set(Membership.objects.values_list("user_id", flat=True))
+            for email, _name, role, _other in PEOPLE:
+                if role and users[email].pk not in existing:
+                    membership_add(user=users[email], role=role, actor=None)
+            if ReconciliationRun.objects.exists():
+                return
+            bundle_import(path=DEMO_BUNDLE, month=core.Month.parse("2026-10"), actor=None)
+            run_create(actor=None, period="2026-10", trigger=ReconciliationRun.Trigger.BUNDLE)
 
     def _catalog(self) -> None:
         """The demo price list, and each account on a plan by segment (enterprise on Scale, ...)."""
