@@ -18,8 +18,10 @@ pytestmark = pytest.mark.django_db
 
 def counts():
     with unscoped_context(reason="count the demo data"):
-        return {model.__name__: model.objects.count()
-                for model in (Account, Membership, Plan, Tier, SubscriptionPhase, ReconciliationRun, Discrepancy)}
+        return {
+            model.__name__: model.objects.count()
+            for model in (Account, Membership, Plan, Tier, SubscriptionPhase, ReconciliationRun, Discrepancy)
+        }
 
 
 def test_demo_setup_creates_a_login_per_role_and_is_safe_to_run_again():
