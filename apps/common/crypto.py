@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
 
-class DecryptionFailed(Exception):  # noqa: N818
+class DecryptionFailed(Exception):
     """The ciphertext was not made with any configured key (or was tampered with)."""
 
 
