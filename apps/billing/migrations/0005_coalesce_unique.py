@@ -5,20 +5,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0004_row_level_security_connections'),
-        ('catalog', '0002_row_level_security'),
-        ('tenancy', '0003_row_level_security'),
+        ("billing", "0004_row_level_security_connections"),
+        ("catalog", "0002_row_level_security"),
+        ("tenancy", "0003_row_level_security"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='invoiceline',
-            name='one_line_per_meter',
+            model_name="invoiceline",
+            name="one_line_per_meter",
         ),
         migrations.AddConstraint(
-            model_name='invoiceline',
-            constraint=models.UniqueConstraint(models.F('tenant'), models.F('invoice'), django.db.models.functions.comparison.Coalesce('meter', 0), name='one_line_per_meter'),
+            model_name="invoiceline",
+            constraint=models.UniqueConstraint(
+                models.F("tenant"),
+                models.F("invoice"),
+                django.db.models.functions.comparison.Coalesce("meter", 0),
+                name="one_line_per_meter",
+            ),
         ),
     ]

@@ -6,30 +6,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_row_level_security'),
-        ('catalog', '0002_row_level_security'),
-        ('reconciliation', '0003_run_chunks'),
-        ('tenancy', '0003_row_level_security'),
+        ("accounts", "0003_row_level_security"),
+        ("catalog", "0002_row_level_security"),
+        ("reconciliation", "0003_run_chunks"),
+        ("tenancy", "0003_row_level_security"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='discrepancy',
-            name='one_finding_per_line',
+            model_name="discrepancy",
+            name="one_finding_per_line",
         ),
         migrations.RemoveConstraint(
-            model_name='threshold',
-            name='one_threshold_per_scope',
+            model_name="threshold",
+            name="one_threshold_per_scope",
         ),
         migrations.AddConstraint(
-            model_name='discrepancy',
-            constraint=models.UniqueConstraint(models.F('tenant'), models.F('account'), django.db.models.functions.comparison.Coalesce('meter', 0), models.F('period'), name='one_finding_per_line'),
+            model_name="discrepancy",
+            constraint=models.UniqueConstraint(
+                models.F("tenant"),
+                models.F("account"),
+                django.db.models.functions.comparison.Coalesce("meter", 0),
+                models.F("period"),
+                name="one_finding_per_line",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='threshold',
-            constraint=models.UniqueConstraint(models.F('tenant'), models.F('segment'), django.db.models.functions.comparison.Coalesce('meter', 0), name='one_threshold_per_scope'),
+            model_name="threshold",
+            constraint=models.UniqueConstraint(
+                models.F("tenant"),
+                models.F("segment"),
+                django.db.models.functions.comparison.Coalesce("meter", 0),
+                name="one_threshold_per_scope",
+            ),
         ),
     ]
