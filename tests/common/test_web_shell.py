@@ -147,8 +147,11 @@ def test_a_revoked_key_is_refused(client, tenant_a):
 
 
 def _import_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("SECRET_KEY", "DEBUG", "TRUEUP_ENV", "ENCRYPTION_KEYS")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SECRET_KEY", "DEBUG", "TRUEUP_ENV", "ENCRYPTION_KEYS")
+    }
     return subprocess.run(
         [
             sys.executable,
