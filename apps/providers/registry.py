@@ -12,9 +12,6 @@ if TYPE_CHECKING:
 
 def provider_for(connection: ProviderConnection) -> BillingProvider:
     credentials = connection.get_credentials()
-    meter_map = (
-        dict(credentials.get("meter_map", {})) if isinstance(credentials.get("meter_map"), dict) else {}
-    )
     if connection.provider == "stripe":
         from apps.providers.stripe import StripeProvider
 
@@ -22,7 +19,6 @@ def provider_for(connection: ProviderConnection) -> BillingProvider:
             api_key=credentials.get("api_key", ""),
             base_url=connection.base_url or None,
             allow_writes=connection.allow_writes,
-            **({"meter_map": meter_map} if meter_map else {}),
         )
     if connection.provider == "chargebee":
         from apps.providers.chargebee import ChargebeeProvider
@@ -32,6 +28,5 @@ def provider_for(connection: ProviderConnection) -> BillingProvider:
             site=connection.site,
             base_url=connection.base_url or None,
             allow_writes=connection.allow_writes,
-            **({"meter_map": meter_map} if meter_map else {}),
         )
     raise ProviderError(f"unknown provider {connection.provider!r}")
