@@ -42,3 +42,78 @@ class BundleUploadForm(forms.Form):
         if not upload.name.lower().endswith(".zip"):
             raise forms.ValidationError("Upload the bundle as a .zip file.")
         return upload
+
+
+class QueueFilterForm(forms.Form):
+    status = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("active", "Needing action"),
+            ("", "Any status"),
+            ("open", "Open"),
+            ("assigned", "Assigned"),
+            ("escalated", "Escalated"),
+            ("resolved", "Resolved"),
+            ("dismissed", "Dismissed"),
+            ("auto_cleared", "Cleared automatically"),
+        ],
+    )
+    mine = forms.BooleanField(required=False, label="My queue")
+    classification = forms.ChoiceField(required=False, label="Class")
+    period = forms.RegexField(
+        regex=r"^\d{4}-(0[1-9]|1[0-2])$", required=False, error_messages={"invalid": "Use YYYY-MM."}
+    )
+    account = forms.CharField(required=False, max_length=200)
+    segment = forms.CharField(required=False, max_length=50)
+    meter = forms.CharField(required=False, max_length=64)
+    min_amount = forms.DecimalField(required=False, min_value=0, label="At least")
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("recent", "Recently changed"),
+            ("amount", "Largest amount"),
+            ("account", "Account"),
+            ("period", "Period"),
+        ],
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from apps.reconciliation.models import NEEDS_ACTION, Classification
+
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        field = self.fields["classification"]
+        assert isinstance(field, forms.ChoiceField)  # noqa: S101 - declared just above
+        field.choices = [
+            ("", "Any class"),
+            *[(c.value, c.label) for c in Classification if c in NEEDS_ACTION],
+        ]
+
+    def filters(self) -> dict[str, object]:
+        data = self.cleaned_data if self.is_valid() else {}
+        return {
+            "status": data.get("status", "active") if self.is_bound else "active",
+            "mine": data.get("mine"),
+            "class": data.get("classification"),
+            "period": data.get("period"),
+            "account": data.get("account"),
+            "segment": data.get("segment"),
+            "meter": data.get("meter"),
+            "min_amount": data.get("min_amount"),
+        }
+
+
+class BulkForm(forms.Form):
+    ids = forms.TypedMultipleChoiceField(coerce=int, choices=())
+    action = forms.ChoiceField(choices=[("assign", "Assign"), ("dismiss", "Dismiss")])
+    owner = forms.IntegerField(required=False)
+    reason = forms.CharField(required=False, max_length=500)
+
+    def __init__(self, *args: object, ids: list[int], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["ids"].choices = [(i, i) for i in ids]  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean() or {}
+        if data.get("action") == "dismiss" and not (data.get("reason") or "").strip():
+            self.add_error("reason", "Dismissing needs a reason.")
+        return data

@@ -584,3 +584,66 @@ def discrepancy_change_status(
         reason=reason,
     )
     return discrepancy
+
+
+def discrepancy_assign(*, discrepancy: Discrepancy, actor: Actor, owner: User | None) -> Discrepancy:
+    """Give a finding to a person (or back to its role); an open finding becomes assigned."""
+    before = {"owner": discrepancy.owner_id, "status": discrepancy.status}
+    status = discrepancy.status
+    if owner is not None and status == Discrepancy.Status.OPEN:
+        status = Discrepancy.Status.ASSIGNED
+    Discrepancy.objects.filter(pk=discrepancy.pk).update(
+        owner=owner, status=status, updated_at=timezone.now()
+    )
+    DiscrepancyEvent(
+        discrepancy=discrepancy,
+        actor=actor if isinstance(actor, User) else None,
+        kind="assigned",
+        from_status=discrepancy.status,
+        to_status=status,
+        text=f"Assigned to {owner}" if owner else "Unassigned",
+    ).save()
+    discrepancy.owner, discrepancy.status = owner, status
+    audit_record(
+        actor=actor,
+        action="discrepancy.assign",
+        target=discrepancy,
+        before=before,
+        after={"owner": owner.pk if owner else None, "status": status},
+    )
+    return discrepancy
+
+
+def discrepancy_comment(*, discrepancy: Discrepancy, actor: Actor, text: str) -> DiscrepancyEvent:
+    if not text.strip():
+        from django.core.exceptions import ValidationError
+
+        raise ValidationError({"text": "Write something to comment."})
+    event = DiscrepancyEvent(
+        discrepancy=discrepancy,
+        actor=actor if isinstance(actor, User) else None,
+        kind="comment",
+        text=text.strip(),
+    )
+    event.save()
+    Discrepancy.objects.filter(pk=discrepancy.pk).update(updated_at=timezone.now())
+    audit_record(actor=actor, action="discrepancy.comment", target=discrepancy, after={"text": text.strip()})
+    return event
+
+
+@transaction.atomic
+def discrepancies_bulk(
+    *, ids: list[int], actor: Actor, action: str, owner: User | None = None, reason: str = ""
+) -> int:
+    """Assign or dismiss many findings at once (each one audited, each with its own history)."""
+    rows = list(Discrepancy.objects.filter(pk__in=ids))
+    for finding in rows:
+        if action == "assign":
+            discrepancy_assign(discrepancy=finding, actor=actor, owner=owner)
+        elif action == "dismiss":
+            discrepancy_change_status(
+                discrepancy=finding, actor=actor, status=Discrepancy.Status.DISMISSED, reason=reason
+            )
+        else:
+            raise ValueError(f"unknown bulk action {action!r}")
+    return len(rows)

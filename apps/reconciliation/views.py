@@ -6,20 +6,36 @@ import tempfile
 from pathlib import Path
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.vary import vary_on_headers
 
 from apps.reconciliation import core
 from apps.reconciliation.bundle import BundleError
 from apps.reconciliation.bundle_import import bundle_import, infer_period
-from apps.reconciliation.forms import BundleUploadForm, RunForm, recent_periods
-from apps.reconciliation.models import Classification, ReconciliationRun
-from apps.reconciliation.selectors import run_get, run_lines, run_list, run_totals
-from apps.reconciliation.services import run_create
-from apps.tenancy.permissions import request_actor, request_tenant, requires
+from apps.reconciliation.forms import BulkForm, BundleUploadForm, QueueFilterForm, RunForm, recent_periods
+from apps.reconciliation.models import Classification, Discrepancy, ReconciliationRun
+from apps.reconciliation.selectors import (
+    discrepancy_get,
+    discrepancy_queue,
+    run_get,
+    run_lines,
+    run_list,
+    run_totals,
+)
+from apps.reconciliation.services import (
+    discrepancies_bulk,
+    discrepancy_assign,
+    discrepancy_change_status,
+    discrepancy_comment,
+    run_create,
+)
+from apps.tenancy.permissions import request_actor, request_role, request_tenant, requires
 from apps.tenancy.roles import Action
+from apps.tenancy.selectors import tenant_members
 
 ACTIVE = (ReconciliationRun.Status.QUEUED, ReconciliationRun.Status.RUNNING)
 
@@ -137,4 +153,133 @@ def line_detail(request: HttpRequest, tenant_slug: str, run_id: int, line_id: in
             "expected_phases": (working.get("expected") or {}).get("phases", []),
             "on_time_phases": (working.get("on_time") or {}).get("phases", []),
         },
+    )
+
+
+QUEUE_PAGE = 50
+
+
+@requires(Action.VIEW, write_action=Action.DISCREPANCY_WORK)
+@vary_on_headers("HX-Request")
+def queue(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    """The discrepancy queue: filtered and sorted in the database, paginated, with bulk assign/dismiss."""
+    tenant = request_tenant(request)
+    if request.method == "POST":
+        return _queue_bulk(request, tenant_slug)
+    form = QueueFilterForm(request.GET or None)
+    sort = request.GET.get("sort") or "recent"
+    findings = discrepancy_queue(
+        tenant, filters=form.filters(), user_id=request.user.pk, role=request_role(request), sort=sort
+    )
+    page = Paginator(findings, QUEUE_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "form": form,
+        "page": page,
+        "sort": sort,
+        "query": _query_without(request, "page"),
+        "members": tenant_members(tenant),
+    }
+    template = (
+        "reconciliation/queue.html#rows" if getattr(request, "htmx", False) else "reconciliation/queue.html"
+    )
+    return render(request, template, context)
+
+
+def _query_without(request: HttpRequest, *names: str) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
+
+
+def _queue_bulk(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    tenant = request_tenant(request)
+    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+    form = BulkForm(request.POST, ids=ids)
+    if not ids:
+        messages.error(request, "Select at least one discrepancy.")
+    elif form.is_valid():
+        owner = None
+        if form.cleaned_data["owner"]:
+            owner = next(
+                (m.user for m in tenant_members(tenant) if m.user_id == form.cleaned_data["owner"]), None
+            )
+        done = discrepancies_bulk(
+            ids=form.cleaned_data["ids"],
+            actor=request_actor(request),
+            action=form.cleaned_data["action"],
+            owner=owner,
+            reason=form.cleaned_data["reason"],
+        )
+        messages.success(request, f"{done} discrepanc{'y' if done == 1 else 'ies'} updated.")
+    else:
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
+    return redirect(f"{reverse('queue', args=[tenant_slug])}?{request.POST.get('query', '')}")
+
+
+@requires(Action.VIEW, write_action=Action.DISCREPANCY_WORK)
+def discrepancy_detail(request: HttpRequest, tenant_slug: str, discrepancy_id: int) -> HttpResponse:
+    """One finding: the three unit counts, the working, the timeline, comments, and what to do next."""
+    tenant = request_tenant(request)
+    finding = discrepancy_get(tenant, discrepancy_id)
+    if request.method == "POST":
+        actor = request_actor(request)
+        try:
+            if request.POST.get("do") == "comment":
+                discrepancy_comment(discrepancy=finding, actor=actor, text=request.POST.get("text", ""))
+            elif request.POST.get("do") == "status":
+                discrepancy_change_status(
+                    discrepancy=finding,
+                    actor=actor,
+                    status=request.POST.get("status", ""),
+                    reason=request.POST.get("reason", ""),
+                )
+            elif request.POST.get("do") == "assign":
+                owner_id = request.POST.get("owner", "")
+                owner = next((m.user for m in tenant_members(tenant) if str(m.user_id) == owner_id), None)
+                discrepancy_assign(discrepancy=finding, actor=actor, owner=owner)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        if getattr(request, "htmx", False):
+            finding = discrepancy_get(tenant, discrepancy_id)
+            return render(
+                request, "reconciliation/discrepancy.html#timeline", _detail_context(finding, tenant)
+            )
+        return redirect("discrepancy", tenant_slug=tenant_slug, discrepancy_id=finding.pk)
+    return render(request, "reconciliation/discrepancy.html", _detail_context(finding, tenant))
+
+
+def _detail_context(finding: Discrepancy, tenant: object) -> dict[str, object]:
+    line = finding.line
+    working = line.working or {}
+    return {
+        "finding": finding,
+        "line": line,
+        "working": working,
+        "expected_phases": (working.get("expected") or {}).get("phases", []),
+        "events": finding.events.select_related("actor", "run"),
+        "members": tenant_members(tenant),  # type: ignore[arg-type]
+        "statuses": [(v, label) for v, label in Discrepancy.Status.choices if v != finding.status],
+        "customer_note": customer_note(finding),
+    }
+
+
+def customer_note(finding: Discrepancy) -> str:
+    """A draft a CSM can send the customer, in plain words and the customer's currency."""
+    from apps.pricing import quantize
+
+    line = finding.line
+    what = f"{finding.meter.name} usage" if finding.meter else "the subscription fee"
+    amount = f"{quantize(abs(line.difference), line.currency):,} {line.currency}"
+    opening = (
+        f"Hello {finding.account.name} team, reviewing your {finding.period} invoice we found that {what}"
+    )
+    if finding.direction == "over":
+        return (
+            f"{opening} was billed {amount} more than your usage and contract. We will issue a credit note "
+            f"for {amount}. We apologise for the error."
+        )
+    return (
+        f"{opening} was billed {amount} less than your usage. We will add the difference to your next "
+        "invoice. Please let us know if you have any questions."
     )

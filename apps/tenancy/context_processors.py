@@ -40,6 +40,7 @@ def tenancy(request: HttpRequest) -> dict[str, Any]:
             "usage-late",
             "usage-settings",
         ),
+        "queue_pages": ("queue", "discrepancy"),
         "provider_pages": ("connections", "connection-detail"),
         "run_pages": ("runs", "run-detail", "bundle-upload", "run-line"),
         "current_tenant": tenant,
