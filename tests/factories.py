@@ -434,6 +434,7 @@ class ProviderConnectionFactory(InTenant):
     provider = "stripe"
     name = factory.Sequence(lambda n: f"Stripe {n}")
     public_id = factory.Sequence(lambda n: f"conn{n:08d}")
+    base_url = "http://127.0.0.1:9"  # nothing listens there: a test never reaches a real provider
     credentials = ""
 
 

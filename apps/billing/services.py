@@ -71,6 +71,8 @@ def connection_check(*, connection: ProviderConnection) -> tuple[bool, str]:
     from apps.providers.base import ProviderError
     from apps.providers.registry import provider_for
 
+    if not connection.get_credentials().get("api_key"):
+        return False, "no API key is stored for this connection"
     try:
         return True, provider_for(connection).check()
     except ProviderError as exc:

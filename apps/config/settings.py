@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.usage",
     "apps.billing",
+    "apps.providers",
     "apps.reconciliation",
 ]
 

@@ -1,0 +1,1 @@
+"""Local, stateful stand-ins for the billing providers, for the demo and the tests."""
