@@ -271,15 +271,24 @@ def customer_note(finding: Discrepancy) -> str:
     line = finding.line
     what = f"{finding.meter.name} usage" if finding.meter else "the subscription fee"
     amount = f"{quantize(abs(line.difference), line.currency):,} {line.currency}"
-    opening = (
-        f"Hello {finding.account.name} team, reviewing your {finding.period} invoice we found that {what}"
-    )
+    opening = f"Hello {finding.account.name} team, reviewing your {finding.period} invoice"
+    if finding.classification == "credit":
+        return (
+            f"{opening} we confirm the credit of {quantize(line.credited_amount, line.currency):,} "
+            f"{line.currency} on {what} was applied as agreed. No action is needed on your side."
+        )
+    if finding.classification == "timing":
+        return (
+            f"{opening} we noticed some {what} reached us after the invoice was issued. It will appear on "
+            "your next invoice; nothing is lost or counted twice."
+        )
+    change = " after your plan change during the month" if finding.classification == "proration" else ""
     if finding.direction == "over":
         return (
-            f"{opening} was billed {amount} more than your usage and contract. We will issue a credit note "
-            f"for {amount}. We apologise for the error."
+            f"{opening} we found that {what} was billed {amount} more than your usage and contract{change}. "
+            f"We will issue a credit note for {amount}. We apologise for the error."
         )
     return (
-        f"{opening} was billed {amount} less than your usage. We will add the difference to your next "
-        "invoice. Please let us know if you have any questions."
+        f"{opening} we found that {what} was billed {amount} less than your usage{change}. We will add the "
+        "difference to your next invoice. Please let us know if you have any questions."
     )

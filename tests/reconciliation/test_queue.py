@@ -115,3 +115,15 @@ def test_customer_note_speaks_the_customers_currency(analyst, reconciled):
         finding = Discrepancy.objects.get(currency="JPY")
     page = analyst.get(reverse("discrepancy", args=[reconciled.slug, finding.pk])).content.decode()
     assert f"{abs(finding.amount).quantize(Decimal(1)):,} JPY" in page
+
+
+def test_customer_notes_fit_the_kind_of_finding(analyst, reconciled):
+    with tenant_context(reconciled):
+        kinds = {d.classification: d for d in Discrepancy.objects.all()}
+    notes = {
+        kind: analyst.get(reverse("discrepancy", args=[reconciled.slug, d.pk])).content.decode()
+        for kind, d in kinds.items()
+    }
+    assert "credit note" in notes["over_bill"] and "next invoice" in notes["under_bill"]
+    assert "applied as agreed" in notes["credit"] and "after the invoice was issued" in notes["timing"]
+    assert "plan change" in notes["proration"]
