@@ -232,12 +232,12 @@ def charge_preview(request: HttpRequest, tenant_slug: str, version_id: int, mete
     else:
         units = pricing.to_billing_units(quantity, meter.unit_size, meter.rounding)
         breakdown = pricing.price_units(spec.as_engine(), units)
-        as_dict = breakdown.as_dict(version.plan.currency)
+        as_dict = breakdown.as_dict(version.plan.currency, tenant.rounding_mode)
         context.update(
             units=units,
             breakdown=as_dict,
             rounding_label=as_dict["rounding"].removeprefix("ROUND_").replace("_", "-").lower(),
-            total=breakdown.total(version.plan.currency),
+            total=breakdown.total(version.plan.currency, tenant.rounding_mode),
             raw=quantity,
             unit_rule=engine_unit_rule(meter),
         )

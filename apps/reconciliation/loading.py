@@ -44,6 +44,7 @@ class PeriodInputs:
     credits: list[core.CreditNote]
     metered: list[core.MeteredUsage]
     checksums: dict[str, str] = field(default_factory=dict)
+    version_ids: set[int] = field(default_factory=set)
 
 
 def month_window(month: core.Month) -> tuple[dt.datetime, dt.datetime]:
@@ -90,6 +91,7 @@ def load_inputs(month: core.Month, account_ids: Sequence[int] | None = None) -> 
     )
 
     phases: list[core.SubscriptionPhase] = []
+    version_ids: set[int] = set()
     phase_rows = (
         SubscriptionPhase.objects.filter(account_id__in=by_pk, starts_at__lt=end)
         .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=start))
@@ -102,6 +104,7 @@ def load_inputs(month: core.Month, account_ids: Sequence[int] | None = None) -> 
         version = _plan_at(version_of, phase.plan_id, at)
         if version is None:
             continue  # a plan with no version yet prices nothing; its usage shows as unpriced
+        version_ids.add(version.pk)
         phases.append(
             core.SubscriptionPhase(
                 account_id=account.key,
@@ -168,7 +171,16 @@ def load_inputs(month: core.Month, account_ids: Sequence[int] | None = None) -> 
         )
     ]
     inputs = PeriodInputs(
-        month, accounts, meters, core_meters, phases, invoice_lines, invoice_line_ids, credits, metered
+        month,
+        accounts,
+        meters,
+        core_meters,
+        phases,
+        invoice_lines,
+        invoice_line_ids,
+        credits,
+        metered,
+        version_ids=version_ids,
     )
     inputs.checksums = {
         "invoice_lines": _digest(invoice_lines),

@@ -17,6 +17,7 @@ from django.utils import timezone
 from apps import pricing
 from apps.accounts.models import Account
 from apps.audit.services import Actor, audit_record
+from apps.catalog.models import PlanVersion
 from apps.reconciliation import core
 from apps.reconciliation.loading import PeriodInputs, aggregate_usage, load_inputs
 from apps.reconciliation.models import (
@@ -29,6 +30,7 @@ from apps.reconciliation.models import (
     Threshold,
 )
 from apps.tenancy.context import tenant_context
+from apps.tenancy.models import Tenant
 from apps.tenancy.roles import Role
 from apps.users.models import User
 
@@ -155,6 +157,7 @@ def reconcile_chunk(
                 run_time=timezone.now(),
             )
             thresholds = list(Threshold.objects.select_related("meter"))
+            tenant = Tenant.objects.get(pk=tenant_id)
         timings["load"] = time.perf_counter() - clock
         step(25, "Aggregating usage events")
         clock = time.perf_counter()
@@ -172,6 +175,7 @@ def reconcile_chunk(
             invoice_lines=inputs.invoice_lines,
             credits=inputs.credits,
             materiality=materiality_for(thresholds),
+            pricing=core.Pricing(proration=tenant.proration, rounding=tenant.rounding_mode),  # type: ignore[arg-type]
         )
         timings["classify"] = time.perf_counter() - clock
         step(80, f"Storing {len(result.lines)} lines and their findings")
@@ -341,6 +345,10 @@ def _store(
     ReconciliationLine.objects.bulk_create(lines, batch_size=2000)
     findings = _upsert_discrepancies(run, inputs, lines)
     _settle_watch_list(run, inputs, carried)
+    # The prices a reconciled period used are now evidence: their versions can no longer change.
+    PlanVersion.objects.filter(pk__in=inputs.version_ids, locked_at__isnull=True).update(
+        locked_at=timezone.now()
+    )
     by_class = Counter(line.classification for line in lines)
     return {"lines": len(lines), "by_class": dict(by_class), **findings}
 

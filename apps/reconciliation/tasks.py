@@ -27,3 +27,28 @@ def reconcile_run_chunk(tenant_id: int, run_id: int, account_ids: list[int]) -> 
         reconcile_chunk(tenant_id, run_id, account_ids)
     finally:
         reset_request_id(token)
+
+
+@shared_task
+def reconcile_last_month(period: str | None = None) -> int:
+    """For every tenant, reconcile last month (or ``period``): the run a django-celery-beat schedule starts.
+
+    Tenants are listed without a tenant context (the tenant table is not tenant data);
+    each run is created inside its own tenant's context.
+    """
+    from django.utils import timezone
+
+    from apps.reconciliation.core import Month
+    from apps.reconciliation.services import run_create
+    from apps.tenancy.context import tenant_context
+    from apps.tenancy.models import Tenant
+
+    if period is None:
+        today = timezone.now().date()
+        period = str(Month(today.year - 1, 12) if today.month == 1 else Month(today.year, today.month - 1))
+    started = 0
+    for tenant_id in Tenant.objects.values_list("pk", flat=True):
+        with tenant_context(tenant_id):
+            run_create(actor=None, period=period, trigger="schedule")
+        started += 1
+    return started

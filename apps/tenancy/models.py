@@ -19,6 +19,24 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=200)
     default_timezone = models.CharField(max_length=64, default="UTC")
+    rounding_mode = models.CharField(
+        max_length=20,
+        default="ROUND_HALF_UP",
+        choices=[
+            ("ROUND_HALF_UP", "Half up"),
+            ("ROUND_HALF_EVEN", "Half even (banker's)"),
+            ("ROUND_HALF_DOWN", "Half down"),
+            ("ROUND_UP", "Up"),
+            ("ROUND_DOWN", "Down"),
+        ],
+        help_text="How each line's amount is rounded, once, to the currency's minor unit.",
+    )
+    proration = models.CharField(
+        max_length=10,
+        default="days",
+        choices=[("days", "By days"), ("seconds", "By seconds")],
+        help_text="How a base fee is prorated when a plan changes mid-period.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -327,3 +327,41 @@ def test_chunks_run_in_parallel_on_real_workers_over_redis(tenant_a, settings):
     assert len([name for name, _ in ran if name.endswith("reconcile_run_chunk")]) == 3
     assert len(chunk_threads) > 1, "the chunks ran on more than one worker thread"
     assert run.counts["lines"] == 16 and run.counts["by_class"] == {"matched": 16}
+
+
+def test_a_reconciled_period_locks_the_plan_versions_it_used(tenant_a):
+    from django.core.exceptions import ValidationError
+
+    world = World(tenant_a)
+    world.usage(world.accounts[0], "1000", OCT_1 + dt.timedelta(days=1))
+    world.invoice(world.accounts[0], OCT_1, NOV_1, units=1, amount="10.00")
+    world.run()
+    with tenant_context(tenant_a):
+        world.version.refresh_from_db()
+        assert world.version.is_locked
+        with pytest.raises(ValidationError, match="can no longer change"):
+            charge_save(actor=None, version=world.version, meter=world.meter, spec=SEED)
+
+
+def test_the_tenants_rounding_mode_is_used(tenant_a):
+    from apps.tenancy.models import Tenant
+
+    Tenant.objects.filter(pk=tenant_a.pk).update(rounding_mode="ROUND_HALF_EVEN")
+    world = World(tenant_a)
+    with tenant_context(tenant_a):
+        world.version.base_fee = D("10.125")  # half-up: 10.13; half-even: 10.12
+        world.version.save(update_fields=["base_fee"])
+    world.invoice(world.accounts[0], OCT_1, NOV_1, units=0, amount="0", fee="10.12")
+    lines = world.lines(world.run())
+    assert lines[("acct-0", None)].expected_amount == D("10.12")
+
+
+def test_the_scheduled_task_reconciles_last_month_for_every_tenant(tenant_a, tenant_b):
+    from apps.reconciliation.tasks import reconcile_last_month
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert reconcile_last_month.delay("2026-10").get() == 2
+    for tenant in (tenant_a, tenant_b):
+        with tenant_context(tenant):
+            run = ReconciliationRun.objects.get()
+            assert (run.trigger, run.period, run.status) == ("schedule", "2026-10", "succeeded")
