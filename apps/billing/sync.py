@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_ATTEMPTS = 6
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
-STEPS = ("customers", "invoices", "credit_notes", "metered")
+STEPS = ("customers", "prices", "invoices", "credit_notes", "metered")
 DONE = "__done__"
 
 
@@ -141,6 +141,10 @@ def _run_step(
             _sync_metered(connection, provider, report, sleep)
         _checkpoint(tenant_id, connection, step, DONE)
         return
+    if step == "prices":
+        _sync_prices_and_phases(tenant_id, connection, provider, report, sleep)
+        _checkpoint(tenant_id, connection, step, DONE)
+        return
     while True:
         page = with_backoff(functools.partial(_page, provider, step, cursor, since), sleep=sleep)
         with tenant_context(tenant_id):
@@ -169,6 +173,47 @@ def _store_item(connection: ProviderConnection, step: str, item: Any, report: Sy
         store_invoice(connection, item, report)
     else:
         _store_credit_note(connection, item, report)
+
+
+def _all_pages(fetch: Callable[[str | None], base.Page[T]], sleep: Callable[[float], None]) -> list[T]:
+    items: list[T] = []
+    cursor: str | None = None
+    while True:
+        page = with_backoff(functools.partial(fetch, cursor), sleep=sleep)
+        items.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            return items
+
+
+def _sync_prices_and_phases(
+    tenant_id: int,
+    connection: ProviderConnection,
+    provider: base.BillingProvider,
+    report: SyncReport,
+    sleep: Callable[[float], None],
+) -> None:
+    """Report where the provider's prices differ from the catalogue, and record each subscription's plan."""
+    from apps.billing.catalog_match import plan_for, price_drift
+    from apps.catalog.models import SubscriptionPhase
+
+    prices = _all_pages(lambda c: provider.list_prices(cursor=c), sleep)
+    phases = _all_pages(lambda c: provider.list_subscription_phases(cursor=c), sleep)
+    by_id = {price.id: price for price in prices}
+    with tenant_context(tenant_id):
+        report.drift = price_drift(prices, timezone.now())
+        for phase in phases:
+            account = _account_for(connection, phase.customer)
+            plan = plan_for(phase.prices, by_id, phase.starts_at) if account else None
+            if account is None or plan is None:
+                report.counts["subscriptions matching no single plan"] += 1
+                continue
+            _, created = SubscriptionPhase.objects.update_or_create(
+                account=account,
+                starts_at=phase.starts_at,
+                defaults={"plan": plan, "ends_at": phase.ends_at, "external_id": phase.subscription},
+            )
+            report.counts["subscription phases created" if created else "subscription phases updated"] += 1
 
 
 def _checkpoint(tenant_id: int, connection: ProviderConnection, step: str, cursor: str) -> None:

@@ -147,3 +147,86 @@ def test_a_draft_invoice_webhook_triggers_a_pre_invoice_reconciliation(
         assert invoice.status == "draft"
         run = ReconciliationRun.objects.get(trigger="webhook")
         assert run.pre_invoice and run.account_ids == [invoice.account_id]
+
+
+def _cloud_plan(tenant) -> Any:
+    """The catalogue that matches the sandbox's seeded prices, expressed in billing units."""
+    import datetime as dt
+    from decimal import Decimal as D
+
+    from apps import pricing
+    from apps.catalog.models import Meter
+    from apps.catalog.services import ChargeSpec, charge_save
+    from tests.factories import PlanFactory, PlanVersionFactory
+
+    with tenant_context(tenant):
+        Meter.objects.filter(key="api_calls").update(unit_size=D(1000), rounding="up")
+        meters = {m.key: m for m in Meter.objects.all()}
+    plan = PlanFactory(tenant=tenant, key="cloud", name="Cloud", currency="USD")
+    version = PlanVersionFactory(
+        tenant=tenant, plan=plan, base_fee=D("49"), effective_from=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    )
+    with tenant_context(tenant):
+        charge_save(
+            actor=None,
+            version=version,
+            meter=meters["api_calls"],
+            spec=ChargeSpec(
+                model="graduated",
+                tiers=(pricing.Tier(D(1), D(0)), pricing.Tier(D(5), D(20)), pricing.Tier(None, D(10), D(5))),
+            ),
+        )
+        charge_save(
+            actor=None,
+            version=version,
+            meter=meters["storage_gb"],
+            spec=ChargeSpec(
+                model="volume", tiers=(pricing.Tier(D(100), D("0.5")), pricing.Tier(None, D("0.25")))
+            ),
+        )
+        charge_save(
+            actor=None,
+            version=version,
+            meter=meters["seats"],
+            spec=ChargeSpec(model="per_unit", unit_amount=D(12)),
+        )
+    return plan
+
+
+def test_sync_records_subscription_phases_and_reports_price_drift(connected, tenant_a, stripe_seeded):
+    from apps.catalog.models import SubscriptionPhase
+
+    plan = _cloud_plan(tenant_a)
+    report = sync_connection(tenant_a.pk, connected.pk, full=True, sleep=lambda _s: None)
+    with tenant_context(tenant_a):
+        phase = SubscriptionPhase.objects.get()
+        assert (phase.plan, phase.account.name, phase.external_id) == (plan, "Acme Ltd", stripe_seeded["sub"])
+        drift = ProviderConnection.objects.get().drift
+    # the yen base fee has no plan in the catalogue; every USD price matches the Cloud plan
+    assert [d["currency"] for d in drift] == ["JPY"] and report.counts[
+        "subscriptions matching no single plan"
+    ] == 1
+
+
+def test_a_catalogue_that_disagrees_with_the_provider_shows_as_drift(connected, tenant_a):
+    from decimal import Decimal as D
+
+    from apps import pricing
+    from apps.catalog.models import Meter, PlanVersion
+    from apps.catalog.services import ChargeSpec, charge_save
+
+    plan = _cloud_plan(tenant_a)
+    with tenant_context(tenant_a):  # RevOps typed $11 where the provider charges $10 per 1,000 calls
+        charge_save(
+            actor=None,
+            version=PlanVersion.objects.get(plan=plan),
+            meter=Meter.objects.get(key="api_calls"),
+            spec=ChargeSpec(
+                model="graduated",
+                tiers=(pricing.Tier(D(1), D(0)), pricing.Tier(D(5), D(20)), pricing.Tier(None, D(11), D(5))),
+            ),
+        )
+    sync_connection(tenant_a.pk, connected.pk, full=True, sleep=lambda _s: None)
+    with tenant_context(tenant_a):
+        drift = {d.get("meter"): d for d in ProviderConnection.objects.get().drift}
+    assert "api_calls" in drift and "≤∞ @ 10" in drift["api_calls"]["provider_per_billing_unit"]
