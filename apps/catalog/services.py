@@ -29,6 +29,16 @@ class ChargeSpec:
     package_amount: Decimal | None = None
     tiers: tuple[pricing.Tier, ...] = ()
 
+    @classmethod
+    def from_engine(cls, charge: pricing.Charge) -> ChargeSpec:
+        return cls(
+            model=charge.model,
+            unit_amount=charge.unit_amount,
+            package_size=charge.package_size,
+            package_amount=charge.package_amount,
+            tiers=charge.tiers,
+        )
+
     def as_engine(self) -> pricing.Charge:
         return pricing.Charge(
             model=self.model,  # type: ignore[arg-type]
@@ -101,13 +111,7 @@ def plan_version_create(
             _store_charge(
                 version=version,
                 meter=charge.meter,
-                spec=ChargeSpec(
-                    model=engine.model,
-                    unit_amount=engine.unit_amount,
-                    package_size=engine.package_size,
-                    package_amount=engine.package_amount,
-                    tiers=engine.tiers,
-                ),
+                spec=ChargeSpec.from_engine(engine),
             )
     return version
 
@@ -280,17 +284,10 @@ def catalog_import(*, actor: Actor, data: object, effective_from: dt.datetime) -
             note="imported",
         )
         for plan_charge in plan_spec.charges:
-            charge = plan_charge.charge
             charge_save(
                 actor=actor,
                 version=version,
                 meter=meters[plan_charge.meter],
-                spec=ChargeSpec(
-                    model=charge.model,
-                    unit_amount=charge.unit_amount,
-                    package_size=charge.package_size,
-                    package_amount=charge.package_amount,
-                    tiers=charge.tiers,
-                ),
+                spec=ChargeSpec.from_engine(plan_charge.charge),
             )
     return catalog

@@ -137,18 +137,11 @@ def _sync_catalog(
             actor=actor, plan=plan, effective_from=since, base_fee=spec.base_fee, note="from an export bundle"
         )
         for plan_charge in spec.charges:
-            charge = plan_charge.charge
             charge_save(
                 actor=actor,
                 version=version,
                 meter=meters[plan_charge.meter],
-                spec=ChargeSpec(
-                    model=charge.model,
-                    unit_amount=charge.unit_amount,
-                    package_size=charge.package_size,
-                    package_amount=charge.package_amount,
-                    tiers=charge.tiers,
-                ),
+                spec=ChargeSpec.from_engine(plan_charge.charge),
             )
         summary.created["plan versions"] += 1
     return meters, plans
