@@ -446,3 +446,27 @@ class WebhookEventFactory(_WithTenantParent):
     event_id = factory.Sequence(lambda n: f"evt_{n:08d}")
     event_type = "invoice.created"
     payload = factory.LazyFunction(dict)
+
+
+from apps.billing.models import UsagePush, UsagePushSettings  # noqa: E402
+
+
+class UsagePushSettingsFactory(_WithTenantParent):
+    class Meta:
+        model = UsagePushSettings
+
+    _parents = {"connection": ProviderConnectionFactory}
+    enabled = True
+
+
+class UsagePushFactory(_WithTenantParent):
+    class Meta:
+        model = UsagePush
+
+    _parents = {"connection": ProviderConnectionFactory, "account": AccountFactory, "meter": MeterFactory}
+    event_key = factory.Sequence(lambda n: f"evt-{n:08d}")
+    quantity = Decimal("1")
+    occurred_at = dt.datetime(2026, 10, 15, 12, tzinfo=dt.UTC)
+    status = "dead"
+    attempts = 8
+    last_error = "Stripe: No such customer"

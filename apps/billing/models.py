@@ -217,3 +217,66 @@ class WebhookEvent(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
+
+
+class UsagePushSettings(TenantModel):
+    """Whether the events Trueup ingests are forwarded to this connection (one row per connection)."""
+
+    connection = models.OneToOneField(
+        ProviderConnection, on_delete=models.CASCADE, related_name="usage_push_settings"
+    )
+    enabled = models.BooleanField(default=False)
+    item_prices = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Chargebee: Trueup meter key → the item price its usages are recorded against.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "usage push settings"
+
+    def __str__(self) -> str:
+        return f"Usage push to {self.connection_id}: {'on' if self.enabled else 'off'}"
+
+
+class UsagePush(TenantModel):
+    """The outbox of usage push: one usage event to forward to one connection.
+
+    The event's fields are copied here (events are immutable), so pushing never reads the
+    partitioned event table. ``pending`` rows are due at ``next_attempt_at``; a worker that
+    takes a row moves that time forward by a lease, so a crashed worker's rows come back.
+    ``dead`` rows are the dead-letter queue: finance inspects and replays them.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        DEAD = "dead", "Dead letter"
+
+    connection = models.ForeignKey(ProviderConnection, on_delete=models.CASCADE, related_name="usage_pushes")
+    event_key = models.CharField(max_length=255, help_text="The usage event's event_id (the identifier).")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="+")
+    quantity = models.DecimalField(max_digits=30, decimal_places=12)
+    occurred_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "connection", "event_key"], name="usage_push_once"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["tenant", "connection", "status", "next_attempt_at"], name="usage_push_due_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"push {self.event_key} ({self.get_status_display()})"

@@ -32,3 +32,36 @@ def sync_connection_task(
         return dict(sync_connection(tenant_id, connection_id, full=full).counts)
     except SyncBusy as exc:
         raise self.retry(countdown=60, exc=exc) from exc
+
+
+@shared_task(acks_late=True)
+def push_usage_task(tenant_id: int, connection_id: int) -> dict[str, int]:
+    """Push a connection's due usage rows; go on while more are due, come back for the retries.
+
+    Not a tenant_task: each batch is taken and settled in its own transaction, and the
+    provider is called outside any, so a crash loses at most one batch's lease (its rows
+    come back; the provider de-duplicates them by event id).
+    """
+    from apps.billing.push import push_due
+
+    report = push_due(tenant_id, connection_id)
+    if report.more:
+        push_usage_task.delay(tenant_id, connection_id)
+    elif report.next_retry_at is not None and not push_usage_task.app.conf.task_always_eager:
+        # Eagerly (no broker) a countdown would run at once; the sweep picks retries up instead.
+        from django.utils import timezone
+
+        wait = max(1.0, (report.next_retry_at - timezone.now()).total_seconds())
+        push_usage_task.apply_async((tenant_id, connection_id), countdown=wait)
+    return {"sent": report.sent, "retried": report.retried, "dead": report.dead}
+
+
+@shared_task
+def push_usage_sweep() -> int:
+    """Periodic (beat): push every connection with rows due (retries whose time has come, lost tasks)."""
+    from apps.billing.push import due_connections
+
+    due = due_connections()
+    for tenant_id, connection_id in due:
+        push_usage_task.delay(tenant_id, connection_id)
+    return len(due)

@@ -106,3 +106,71 @@ def connection_sync(request: HttpRequest, tenant_slug: str, connection_id: int) 
     transaction.on_commit(lambda: sync_connection_task.delay(tenant.pk, connection.pk, full))
     messages.success(request, "Sync started." if not full else "Full sync started.")
     return redirect("connection-detail", tenant_slug=tenant_slug, connection_id=connection.pk)
+
+
+@requires(Action.VIEW, write_action=Action.CONNECTION_MANAGE)
+def usage_push(request: HttpRequest, tenant_slug: str, connection_id: int) -> HttpResponse:
+    """Usage push of a connection: on or off, counts, and the dead-letter queue (inspect, replay)."""
+    from django.core.paginator import Paginator
+    from django.http import Http404
+
+    from apps.billing.push import (
+        ReplayNotFound,
+        dead_letters,
+        dead_letters_replay,
+        parse_item_prices,
+        push_counts,
+        push_item_prices_update,
+        push_settings_get,
+        push_settings_update,
+    )
+
+    tenant = request_tenant(request)
+    connection = get_object_or_404(ProviderConnection.objects.filter(tenant=tenant), pk=connection_id)
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        if action in ("enable", "disable"):
+            push_settings_update(
+                connection=connection, enabled=action == "enable", actor=request_actor(request)
+            )
+            messages.success(request, f"Usage push {'enabled' if action == 'enable' else 'disabled'}.")
+        elif action == "item_prices" and connection.provider == "chargebee":
+            mapping, bad = parse_item_prices(request.POST.get("item_prices", ""))
+            if bad:
+                messages.error(request, f"Write one 'meter_key = item_price_id' a line (line {bad}).")
+            else:
+                push_item_prices_update(
+                    connection=connection, item_prices=mapping, actor=request_actor(request)
+                )
+                messages.success(request, "Item prices saved.")
+        elif action in ("replay", "replay_all"):
+            ids: list[int] | None = None
+            if action == "replay":
+                try:
+                    ids = [int(value) for value in request.POST.getlist("ids")]
+                except ValueError as exc:
+                    raise Http404("no such dead letter") from exc
+                if not ids:
+                    messages.error(request, "Select the dead letters to replay.")
+                    return redirect(
+                        "connection-usage-push", tenant_slug=tenant_slug, connection_id=connection.pk
+                    )
+            try:
+                count = dead_letters_replay(connection=connection, ids=ids, actor=request_actor(request))
+            except ReplayNotFound as exc:
+                raise Http404("no such dead letter") from exc
+            messages.success(request, f"{count} event{'s' if count != 1 else ''} queued to be pushed again.")
+        else:
+            return HttpResponse("Unknown action.", status=400)
+        return redirect("connection-usage-push", tenant_slug=tenant_slug, connection_id=connection.pk)
+    page = Paginator(dead_letters(connection), 100).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "billing/usage_push.html",
+        {
+            "connection": connection,
+            "settings": push_settings_get(connection),
+            "counts": push_counts(connection),
+            "page": page,
+        },
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -245,6 +246,14 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Installed into the database schedule when beat starts; editable in the admin from then on.
+CELERY_BEAT_SCHEDULE = {
+    "usage-push-sweep": {"task": "apps.billing.tasks.push_usage_sweep", "schedule": 60.0},
+    "reconcile-last-month": {
+        "task": "apps.reconciliation.tasks.reconcile_last_month",
+        "schedule": crontab(minute=0, hour=6, day_of_month="2"),
+    },
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- secrets at rest -------------------------------------------------------

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import Actor
+from apps.billing.push import events_stored as usage_push_events_stored
 from apps.common.request_id import get_request_id
 from apps.common.services import model_create, model_update
 from apps.tenancy.models import ApiKey, Tenant
@@ -106,6 +107,7 @@ def rows_ingest(
         default_timezone=tenant.default_timezone,
         actor=actor,
     )
+    usage_push_events_stored(batch_id=batch.pk, event_ids=[row[1] for row in rows], accepted=stored.accepted)
     errors.extend(stored.errors)
     errors.sort(key=lambda error: error.index)
     batch.accepted = stored.accepted

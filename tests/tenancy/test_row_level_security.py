@@ -37,6 +37,8 @@ FACTORIES = {
     "billing.MeteredUsage": factories.MeteredUsageFactory,
     "billing.ProviderConnection": factories.ProviderConnectionFactory,
     "billing.WebhookEvent": factories.WebhookEventFactory,
+    "billing.UsagePushSettings": factories.UsagePushSettingsFactory,
+    "billing.UsagePush": factories.UsagePushFactory,
     "reconciliation.ReconciliationRun": factories.ReconciliationRunFactory,
     "reconciliation.ReconciliationLine": factories.ReconciliationLineFactory,
     "reconciliation.Discrepancy": factories.DiscrepancyFactory,
