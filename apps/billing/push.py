@@ -258,15 +258,9 @@ def _settle(
 
 
 def _provider(connection: ProviderConnection, push_settings: UsagePushSettings) -> base.BillingProvider:
-    provider = provider_for(connection)
-    if connection.provider == "chargebee" and push_settings.item_prices:
-        from apps.providers.chargebee import ChargebeeProvider
-
-        if isinstance(provider, ChargebeeProvider):  # usages are recorded per item price
-            for meter, item_price in push_settings.item_prices.items():
-                provider.item_prices[str(meter)] = str(item_price)
-                provider.meters[str(item_price)] = str(meter)
-    return provider
+    return provider_for(
+        connection, item_prices={str(k): str(v) for k, v in push_settings.item_prices.items()}
+    )
 
 
 def _quantity(value: Decimal) -> Decimal:

@@ -39,7 +39,7 @@ from apps.billing.models import (
 )
 from apps.catalog.models import Meter
 from apps.providers import base
-from apps.providers.registry import provider_for
+from apps.providers.registry import item_price_map, provider_for
 from apps.tenancy.context import tenant_context
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ def sync_connection(
             ProviderConnection.objects.filter(pk=connection.pk).update(
                 last_sync_status="running", last_error="", cursors=connection.cursors
             )
-        provider = provider_for(connection)
+            item_prices = item_price_map(connection)
+        provider = provider_for(connection, item_prices=item_prices)
         since = (
             connection.last_sync_at - dt.timedelta(days=1) if connection.last_sync_at and not full else None
         )
