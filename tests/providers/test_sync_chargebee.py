@@ -54,3 +54,50 @@ def test_a_chargebee_sync_maps_lines_to_meters_through_the_item_price_map(
             m.meter.key: m.quantity for m in MeteredUsage.objects.filter(account=acme).select_related("meter")
         }
         assert totals["api_calls"] == 6500
+
+
+def test_a_pending_invoice_webhook_starts_a_pre_invoice_reconciliation(
+    client, connected, tenant_a, chargebee_seeded
+):
+    import base64
+    import json
+
+    from django.test import TestCase
+
+    from apps.billing.models import ProviderConnection, WebhookEvent
+    from apps.billing.services import connection_update
+    from apps.reconciliation.models import ReconciliationRun
+
+    with tenant_context(tenant_a):
+        connection = ProviderConnection.objects.get()
+        connection_update(
+            actor=None,
+            connection=connection,
+            data={},
+            credentials={"webhook_username": "hooks", "webhook_password": "pw-123"},
+        )
+    sync_connection(tenant_a.pk, connected.pk, full=True, sleep=lambda _s: None)  # customers known
+    pending = chargebee_invoice(chargebee_seeded, close=False)
+    body = json.dumps(
+        {
+            "id": "ev_pending_1",
+            "event_type": "pending_invoice_created",
+            "api_version": "v2",
+            "content": {"invoice": {"id": pending, "status": "pending"}},
+        }
+    )
+    auth = "Basic " + base64.b64encode(b"hooks:pw-123").decode()
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(
+            f"/webhooks/chargebee/{connected.public_id}/",
+            body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=auth,
+        )
+    assert response.status_code == 200
+    with tenant_context(tenant_a):
+        assert WebhookEvent.objects.get().status == "processed"
+        invoice = Invoice.objects.get(external_id=pending)
+        assert invoice.status == "draft"
+        run = ReconciliationRun.objects.get(trigger="webhook")
+        assert run.pre_invoice and run.account_ids == [invoice.account_id]

@@ -230,3 +230,30 @@ def test_a_catalogue_that_disagrees_with_the_provider_shows_as_drift(connected, 
     with tenant_context(tenant_a):
         drift = {d.get("meter"): d for d in ProviderConnection.objects.get().drift}
     assert "api_calls" in drift and "≤∞ @ 10" in drift["api_calls"]["provider_per_billing_unit"]
+
+
+def test_credit_notes_issued_at_the_provider_are_synced_against_their_invoice(
+    connected, tenant_a, stripe_sandbox, stripe_seeded
+):
+    from decimal import Decimal as D
+
+    from apps.billing.models import CreditNote
+    from apps.providers.base import CreditNoteLine as Line
+    from apps.providers.base import CreditNoteRequest
+    from tests.providers.conftest import make_stripe_provider
+
+    invoice_id = _invoice(stripe_sandbox, stripe_seeded["acme"], stripe_seeded["sub"], finalize=True)
+    make_stripe_provider(stripe_sandbox).create_credit_note(
+        CreditNoteRequest(
+            invoice=invoice_id,
+            lines=(Line(invoice_line=None, meter=None, amount=D("12.50")),),
+            reason="goodwill",
+        ),
+        idempotency_key="cn-sync-test",
+    )
+    sync_connection(tenant_a.pk, connected.pk, full=True, sleep=lambda _s: None)
+    with tenant_context(tenant_a):
+        note = CreditNote.objects.get()
+        assert note.invoice.external_id == invoice_id and sum(line.amount for line in note.lines.all()) == D(
+            "12.50"
+        )
