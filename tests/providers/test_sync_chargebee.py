@@ -101,3 +101,51 @@ def test_a_pending_invoice_webhook_starts_a_pre_invoice_reconciliation(
         assert invoice.status == "draft"
         run = ReconciliationRun.objects.get(trigger="webhook")
         assert run.pre_invoice and run.account_ids == [invoice.account_id]
+
+
+def test_chargebee_subscriptions_become_phases_and_prices_are_compared(connected, tenant_a, chargebee_seeded):
+    import datetime as dt
+    from decimal import Decimal as D
+
+    from apps import pricing
+    from apps.billing.models import ProviderConnection
+    from apps.catalog.models import Meter, SubscriptionPhase
+    from apps.catalog.services import ChargeSpec, charge_save
+    from tests.factories import PlanFactory, PlanVersionFactory
+
+    with tenant_context(tenant_a):
+        Meter.objects.filter(key="api_calls").update(unit_size=D(1000), rounding="up")
+        meters = {m.key: m for m in Meter.objects.all()}
+    plan = PlanFactory(tenant=tenant_a, key="cloud", currency="USD")
+    version = PlanVersionFactory(
+        tenant=tenant_a, plan=plan, base_fee=D(49), effective_from=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    )
+    with tenant_context(tenant_a):
+        charge_save(
+            actor=None,
+            version=version,
+            meter=meters["api_calls"],
+            spec=ChargeSpec(
+                model="graduated",
+                tiers=(pricing.Tier(D(1), D(0)), pricing.Tier(D(5), D(20)), pricing.Tier(None, D(10))),
+            ),
+        )
+        charge_save(
+            actor=None,
+            version=version,
+            meter=meters["storage_gb"],
+            spec=ChargeSpec(
+                model="volume", tiers=(pricing.Tier(D(100), D("0.5")), pricing.Tier(None, D("0.25")))
+            ),
+        )
+        charge_save(
+            actor=None,
+            version=version,
+            meter=meters["seats"],
+            spec=ChargeSpec(model="per_unit", unit_amount=D(12)),
+        )
+    sync_connection(tenant_a.pk, connected.pk, full=True, sleep=lambda _s: None)
+    with tenant_context(tenant_a):
+        phase = SubscriptionPhase.objects.get()
+        assert (phase.plan, phase.account.key, phase.external_id) == (plan, "acme", "sub_acme")
+        assert ProviderConnection.objects.get().drift == []
