@@ -470,3 +470,45 @@ class UsagePushFactory(_WithTenantParent):
     status = "dead"
     attempts = 8
     last_error = "Stripe: No such customer"
+
+
+# --- approvals -------------------------------------------------------------
+from apps.approvals.models import Approval, OutboxMessage, Proposal  # noqa: E402
+
+
+class ProposalFactory(_WithTenantParent):
+    class Meta:
+        model = Proposal
+
+    _parents = {"discrepancy": DiscrepancyFactory}
+    kind = "credit_note"
+    amount = Decimal("10.00")
+    currency = "USD"
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Any:
+        if "proposed_by" not in kwargs:
+            kwargs["proposed_by"] = UserFactory()
+        return super()._create(model_class, *args, **kwargs)
+
+
+class ApprovalFactory(_WithTenantParent):
+    class Meta:
+        model = Approval
+
+    _parents = {"proposal": ProposalFactory}
+    approved = True
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Any:
+        if "approver" not in kwargs:
+            kwargs["approver"] = UserFactory()
+        return super()._create(model_class, *args, **kwargs)
+
+
+class OutboxMessageFactory(_WithTenantParent):
+    class Meta:
+        model = OutboxMessage
+
+    _parents = {"proposal": ProposalFactory}
+    idempotency_key = factory.Sequence(lambda n: f"trueup-test-{n}")

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "apps.usage",
     "apps.billing",
     "apps.providers",
+    "apps.approvals",
     "apps.reconciliation",
 ]
 

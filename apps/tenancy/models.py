@@ -31,6 +31,12 @@ class Tenant(models.Model):
         ],
         help_text="How each line's amount is rounded, once, to the currency's minor unit.",
     )
+    single_approval_limit = models.DecimalField(
+        max_digits=30,
+        decimal_places=2,
+        default=1000,
+        help_text="Proposals above this amount need two distinct finance approvers.",
+    )
     proration = models.CharField(
         max_length=10,
         default="days",
