@@ -49,6 +49,8 @@ def proposal_create(
     customer_note: str = "",
 ) -> Proposal:
     """Propose the fix: a credit note for an over-bill, a catch-up charge or write-off for an under-bill."""
+    if kind not in Proposal.Kind.values:
+        raise ValidationError({"kind": f"Choose one of: {', '.join(Proposal.Kind.labels)}."})
     authorize(
         _role(actor), Action.CREDIT_PROPOSE if kind == Proposal.Kind.CREDIT_NOTE else Action.CHARGE_PROPOSE
     )

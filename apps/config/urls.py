@@ -19,6 +19,7 @@ tenant_patterns = [
     path("settings/api-keys/<int:key_id>/revoke/", tenancy_views.api_key_revoke, name="api-key-revoke"),
     path("catalog/", include("apps.catalog.urls")),
     path("reconciliation/", include("apps.reconciliation.urls")),
+    path("reconciliation/", include("apps.approvals.urls")),
     path("settings/providers/", include("apps.billing.urls")),
     path("usage/", include("apps.usage.urls")),
 ]

@@ -250,6 +250,8 @@ def discrepancy_detail(request: HttpRequest, tenant_slug: str, discrepancy_id: i
 
 
 def _detail_context(finding: Discrepancy, tenant: object) -> dict[str, object]:
+    from apps.approvals.models import Proposal
+
     line = finding.line
     working = line.working or {}
     return {
@@ -261,7 +263,19 @@ def _detail_context(finding: Discrepancy, tenant: object) -> dict[str, object]:
         "members": tenant_members(tenant),  # type: ignore[arg-type]
         "statuses": [(v, label) for v, label in Discrepancy.Status.choices if v != finding.status],
         "customer_note": customer_note(finding),
+        "proposals": [
+            (p, provider_preview(p) if p.status == "proposed" else "")
+            for p in Proposal.objects.filter(discrepancy=finding)
+            .select_related("proposed_by", "connection", "outbox")
+            .prefetch_related("approvals__approver")
+        ],
     }
+
+
+def provider_preview(proposal: object) -> str:
+    from apps.approvals.views import provider_preview as preview
+
+    return preview(proposal)  # type: ignore[arg-type]
 
 
 def customer_note(finding: Discrepancy) -> str:

@@ -33,14 +33,27 @@ def authorize(role: str | None, action: str) -> None:
         raise PermissionDenied(f"Your role may not {Action(action).label.lower()}.")
 
 
-def requires(action: str, *, write_action: str | None = None) -> Callable[..., Any]:
-    """Guard a tenant view: ``action`` for safe methods, ``write_action`` (default: ``action``) for others."""
+def authorize_any(role: str | None, actions: str | tuple[str, ...]) -> None:
+    """Like ``authorize``, when any one of several actions is enough."""
+    options = (actions,) if isinstance(actions, str) else actions
+    if not any(role is not None and role_can(role, a) for a in options):
+        authorize(role, options[0])
+
+
+def requires(action: str, *, write_action: str | tuple[str, ...] | None = None) -> Callable[..., Any]:
+    """Guard a tenant view: ``action`` for safe methods, ``write_action`` (default: ``action``) for others.
+
+    ``write_action`` may name several actions: any one of them lets the request through (the
+    service then checks the exact one, e.g. proposing a credit note versus a catch-up charge).
+    """
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            needed = action if request.method in ("GET", "HEAD", "OPTIONS") else (write_action or action)
-            authorize(request_role(request), needed)
+            if request.method in ("GET", "HEAD", "OPTIONS"):
+                authorize(request_role(request), action)
+            else:
+                authorize_any(request_role(request), write_action or action)
             return view(request, *args, **kwargs)
 
         wrapped.required_action = action  # type: ignore[attr-defined]

@@ -162,3 +162,24 @@ def test_provider_500s_retry_and_stay_visible_until_sent(tenant_a, world, stripe
     with tenant_context(tenant_a):
         assert Proposal.objects.get().status == "executed"
     assert len(credit_notes(stripe_sandbox)) == 1
+
+
+def test_from_the_discrepancy_page_propose_see_the_providers_preview_and_approve(
+    client, tenant_a, world, stripe_sandbox
+):
+    from django.urls import reverse
+
+    page = reverse("discrepancy", args=[tenant_a.slug, world["finding"].pk])
+    client.force_login(world["analyst"])
+    client.post(reverse("propose", args=[tenant_a.slug, world["finding"].pk]), {"kind": "credit_note"})
+    html = client.get(page).content.decode()
+    assert "Credit note of 40.00 USD" in html and "would issue a credit note of 40.00 USD" in html
+    assert "Approve" not in html, "an analyst proposes; only finance approvers approve"
+    client.force_login(world["approver"])
+    with tenant_context(tenant_a):
+        proposal = Proposal.objects.get()
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        client.post(reverse("proposal-decide", args=[tenant_a.slug, proposal.pk]), {"decision": "approve"})
+    html = client.get(page).content.decode()
+    assert "Done" in html and "cn_" in html
+    assert len(credit_notes(stripe_sandbox)) == 1

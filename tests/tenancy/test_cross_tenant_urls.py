@@ -19,6 +19,7 @@ from tests.factories import (
     MeterFactory,
     PlanFactory,
     PlanVersionFactory,
+    ProposalFactory,
     ProviderConnectionFactory,
     ReconciliationLineFactory,
     ReconciliationRunFactory,
@@ -38,6 +39,7 @@ OBJECT_FACTORIES = {
     "line_id": ReconciliationLineFactory,
     "connection_id": ProviderConnectionFactory,
     "discrepancy_id": DiscrepancyFactory,
+    "proposal_id": ProposalFactory,
     "import_id": ImportJobFactory,
 }
 METHODS = ["get", "post", "put", "patch", "delete"]

@@ -118,7 +118,8 @@ def test_views_enforce_the_matrix_for_every_role(route, client, tenant_a):
         assert (read.status_code != 403) == allowed, f"GET {route.name} as {role}: {read.status_code}"
         write = client.post(url, {})
         if write.status_code != 405:
-            allowed = role_can(role, route.callback.required_write_action)
+            needed = route.callback.required_write_action
+            allowed = any(role_can(role, a) for a in ((needed,) if isinstance(needed, str) else needed))
             assert (write.status_code != 403) == allowed, f"POST {route.name} as {role}: {write.status_code}"
 
 
