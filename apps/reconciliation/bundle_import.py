@@ -26,7 +26,7 @@ from apps.catalog.selectors import engine_charge
 from apps.catalog.services import ChargeSpec, charge_save, meter_create, plan_create, plan_version_create
 from apps.reconciliation import core
 from apps.reconciliation.bundle import BundleError, BundleSource, ImportIssue
-from apps.reconciliation.bundle.reader import EVENT_COLUMNS, EVENTS, PRICING
+from apps.reconciliation.bundle.reader import PRICING, read_events
 from apps.reconciliation.bundle.rows import ImportLog, read_rows
 from apps.reconciliation.bundle.tables import (
     read_accounts,
@@ -306,30 +306,16 @@ def _load_events(
         UsageEvent.objects.bulk_create(chunk, ignore_conflicts=True, batch_size=EVENT_CHUNK)
         chunk.clear()
 
-    for row in read_rows(
-        source, EVENTS, EVENT_COLUMNS, log, lambda _name, rows: say(f"{rows:,} events read")
-    ):
-        account = accounts.get(row.text("account_id"))
-        meter = meters.get(row.text("meter"))
-        if account is None:
-            row.problem("account_id", f"unknown account {row.text('account_id')!r}")
-        if meter is None:
-            row.problem("meter", f"unknown meter {row.text('meter')!r}")
-        quantity = row.decimal("quantity")
-        occurred_at = row.timestamp("occurred_at")
-        received_at = row.timestamp("received_at")
-        if row.problems or quantity is None or occurred_at is None or received_at is None:
-            log.add(EVENTS, row.line, "; ".join(row.problems))
-            continue
+    for event in read_events(source, log, accounts, meters, lambda _name, rows: say(f"{rows:,} events read")):
         read += 1
         chunk.append(
             UsageEvent(
-                event_id=row.text("event_id"),
-                account=account,
-                meter=meter,
-                quantity=quantity,
-                occurred_at=occurred_at,
-                received_at=received_at,
+                event_id=event.event_id,
+                account=accounts[event.account_id],
+                meter=meters[event.meter],
+                quantity=event.quantity,
+                occurred_at=event.occurred_at,
+                received_at=event.received_at,
                 source=EventSource.BUNDLE,
                 batch=batch,
             )

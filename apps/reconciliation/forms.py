@@ -12,7 +12,7 @@ def recent_periods(count: int = 12) -> list[str]:
     periods = []
     for _ in range(count):
         periods.append(str(month))
-        month = Month(month.year - 1, 12) if month.month == 1 else Month(month.year, month.month - 1)
+        month = month.previous()
     return periods
 
 

@@ -163,7 +163,8 @@ def reconcile_chunk(
         clock = time.perf_counter()
         with tenant_context(tenant_id):
             usage, usage_digest = aggregate_usage(periods, inputs)
-            carried = _watch_list_carry(run, inputs, periods, usage)
+            watching = _watch_list(run, inputs)
+            carried = _watch_list_carry(watching, inputs, periods, usage)
         timings["aggregate"] = time.perf_counter() - clock
         step(55, "Pricing and classifying every line")
         clock = time.perf_counter()
@@ -181,7 +182,7 @@ def reconcile_chunk(
         step(80, f"Storing {len(result.lines)} lines and their findings")
         clock = time.perf_counter()
         with tenant_context(tenant_id):
-            counts = _store(run, inputs, result, carried)
+            counts = _store(run, inputs, result, watching, carried)
             timings["store"] = time.perf_counter() - clock
             _merge_chunk(run_id, counts, {**inputs.checksums, "usage": usage_digest}, timings)
     except Exception as exc:
@@ -252,8 +253,20 @@ def _late_quantity(line: ReconciliationLine) -> Decimal:
     return Decimal(raw) - Decimal(on_time) if raw is not None and on_time is not None else ZERO
 
 
+def _watch_list(run: ReconciliationRun, inputs: PeriodInputs) -> list[Discrepancy]:
+    """The previous period's open timing findings of the run's accounts (read once per chunk)."""
+    return list(
+        Discrepancy.objects.filter(
+            period=str(core.Month.parse(run.period).previous()),
+            classification="timing",
+            status__in=OPEN_STATES,
+            account__in=[a.pk for a in inputs.accounts.values()],
+        ).select_related("line", "account", "meter")
+    )
+
+
 def _watch_list_carry(
-    run: ReconciliationRun,
+    watching: list[Discrepancy],
     inputs: PeriodInputs,
     periods: dict[str, core.AccountPeriod],
     usage: dict[tuple[str, str], core.MeterUsage],
@@ -263,17 +276,10 @@ def _watch_list_carry(
     Their late quantity joins this period's usage (on time, in the last phase), so it is
     priced where it was billed and not flagged as an over-bill; the finding then clears.
     """
-    previous = str(_previous_month(core.Month.parse(run.period)))
     invoiced_units = {
         (line.account_id, line.meter): line.quantity for line in inputs.invoice_lines if line.meter
     }
     carried: dict[tuple[str, str], Discrepancy] = {}
-    watching = Discrepancy.objects.filter(
-        period=previous,
-        classification="timing",
-        status__in=OPEN_STATES,
-        account__in=[a.pk for a in inputs.accounts.values()],
-    ).select_related("line", "account", "meter")
     for finding in watching:
         if finding.meter is None:
             continue
@@ -298,14 +304,11 @@ def _watch_list_carry(
     return carried
 
 
-def _previous_month(month: core.Month) -> core.Month:
-    return core.Month(month.year - 1, 12) if month.month == 1 else core.Month(month.year, month.month - 1)
-
-
 def _store(
     run: ReconciliationRun,
     inputs: PeriodInputs,
     result: core.Reconciliation,
+    watching: list[Discrepancy],
     carried: dict[tuple[str, str], Discrepancy],
 ) -> dict[str, Any]:
     lines = []
@@ -344,7 +347,7 @@ def _store(
         )
     ReconciliationLine.objects.bulk_create(lines, batch_size=2000)
     findings = _upsert_discrepancies(run, inputs, lines)
-    _settle_watch_list(run, inputs, carried)
+    _settle_watch_list(run, inputs, watching, carried)
     # The prices a reconciled period used are now evidence: their versions can no longer change.
     PlanVersion.objects.filter(pk__in=inputs.version_ids, locked_at__isnull=True).update(
         locked_at=timezone.now()
@@ -514,19 +517,15 @@ def _upsert_discrepancies(
 
 
 def _settle_watch_list(
-    run: ReconciliationRun, inputs: PeriodInputs, carried: dict[tuple[str, str], Discrepancy]
+    run: ReconciliationRun,
+    inputs: PeriodInputs,
+    watching: list[Discrepancy],
+    carried: dict[tuple[str, str], Discrepancy],
 ) -> None:
     """Close the previous period's timing findings: cleared when billed now, escalated when never billed."""
-    previous = str(_previous_month(core.Month.parse(run.period)))
     finalized = {
         line.account_id for line in inputs.invoice_lines if line.status in ("finalized", "paid", "open")
     }
-    watching = Discrepancy.objects.filter(
-        period=previous,
-        classification="timing",
-        status__in=OPEN_STATES,
-        account__in=[a.pk for a in inputs.accounts.values()],
-    ).select_related("account", "meter")
     now = timezone.now()
     events, changed = [], []
     for finding in watching:

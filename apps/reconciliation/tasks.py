@@ -45,7 +45,7 @@ def reconcile_last_month(period: str | None = None) -> int:
 
     if period is None:
         today = timezone.now().date()
-        period = str(Month(today.year - 1, 12) if today.month == 1 else Month(today.year, today.month - 1))
+        period = str(Month(today.year, today.month).previous())
     started = 0
     for tenant_id in Tenant.objects.values_list("pk", flat=True):
         with tenant_context(tenant_id):

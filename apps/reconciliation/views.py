@@ -251,6 +251,7 @@ def discrepancy_detail(request: HttpRequest, tenant_slug: str, discrepancy_id: i
 
 def _detail_context(finding: Discrepancy, tenant: object) -> dict[str, object]:
     from apps.approvals.models import Proposal
+    from apps.approvals.views import provider_preview
 
     line = finding.line
     working = line.working or {}
@@ -270,12 +271,6 @@ def _detail_context(finding: Discrepancy, tenant: object) -> dict[str, object]:
             .prefetch_related("approvals__approver")
         ],
     }
-
-
-def provider_preview(proposal: object) -> str:
-    from apps.approvals.views import provider_preview as preview
-
-    return preview(proposal)  # type: ignore[arg-type]
 
 
 def customer_note(finding: Discrepancy) -> str:

@@ -9,6 +9,7 @@ needed to de-duplicate them.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,6 @@ from typing import Any, Final
 
 from apps.pricing import Catalog, PricingValidationError, parse_catalog
 from apps.reconciliation.core import (
-    Account,
     Materiality,
     Month,
     Pricing,
@@ -92,7 +92,7 @@ def read_bundle(
                 run_time=run_time,
             )
             accumulator = UsageAccumulator(periods)
-            _read_events(source, log, accounts, catalog, accumulator, progress)
+            accumulator.add_all(read_events(source, log, accounts, {m.key for m in catalog.meters}, progress))
             reconciliation = reconcile(
                 periods=periods,
                 meters={meter.key: meter for meter in catalog.meters},
@@ -129,15 +129,14 @@ def _read_pricing(source: BundleSource) -> Catalog:
         raise BundleError(f"{PRICING} is not a valid pricing catalogue:\n{problems}") from exc
 
 
-def _read_events(
+def read_events(
     source: BundleSource,
     log: ImportLog,
-    accounts: dict[str, Account],
-    catalog: Catalog,
-    accumulator: UsageAccumulator,
-    progress: Progress | None,
-) -> None:
-    meters = {meter.key for meter in catalog.meters}
+    accounts: Collection[str],
+    meters: Collection[str],
+    progress: Progress | None = None,
+) -> Iterator[UsageEvent]:
+    """Stream events.csv: each readable event, for a known account and meter; the rest go to ``log``."""
     for row in read_rows(source, EVENTS, EVENT_COLUMNS, log, progress):
         event_id = row.text("event_id")
         account_id = row.text("account_id")
@@ -152,4 +151,4 @@ def _read_events(
         if row.problems or quantity is None or occurred_at is None or received_at is None:
             log.add(EVENTS, row.line, "; ".join(row.problems))
             continue
-        accumulator.add(UsageEvent(event_id, account_id, meter, quantity, occurred_at, received_at))
+        yield UsageEvent(event_id, account_id, meter, quantity, occurred_at, received_at)

@@ -43,6 +43,9 @@ class Month:
     def next(self) -> Month:
         return Month(self.year + 1, 1) if self.month == 12 else Month(self.year, self.month + 1)
 
+    def previous(self) -> Month:
+        return Month(self.year - 1, 12) if self.month == 1 else Month(self.year, self.month - 1)
+
     def bounds(self, zone: ZoneInfo) -> tuple[datetime, datetime]:
         """Return [first local midnight of the month, first local midnight of the next) in `zone`."""
         following = self.next()
