@@ -53,6 +53,7 @@ lock: install
 vendor:
 	npm ci --no-audit --no-fund
 	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
+	cp node_modules/chart.js/dist/chart.umd.min.js static/vendor/chart.umd.min.js
 
 # Ingestion benchmark (PostgreSQL on 127.0.0.1): gunicorn + 1M events over HTTP vs an in-process COPY baseline.
 .PHONY: bench-ingest
