@@ -144,6 +144,7 @@ class StripeCore:
         self.events: list[Obj] = []
         self._seq = 0
         self._request: Obj = {"id": None, "idempotency_key": None}
+        self.frozen_at: int | None = None  # a test clock's time; None = the wall clock
 
     # --- plumbing ------------------------------------------------------------
     def handle(self, method: str, path: str, params: Params, request: Obj | None = None) -> Obj:
@@ -155,7 +156,7 @@ class StripeCore:
         raise StripeApiError(f"Unrecognized request URL ({method}: {path}).", status=404)
 
     def now(self) -> int:
-        return int(self.clock())
+        return self.frozen_at if self.frozen_at is not None else int(self.clock())
 
     def new(self, kind: str, prefix: str, **fields: Any) -> Obj:
         obj = copy.deepcopy(SHAPES[kind])

@@ -11,6 +11,9 @@ Stripe's own paths live under ``/v1``; the test-helper API lives under ``/_sandb
   429, "retry_after": 2, "should_retry": false, "delay": 1.5}``: the next ``count`` matching requests
   get that status (without running; nothing is stored) or are first held ``delay`` seconds (then run).
   ``DELETE /_sandbox/faults`` clears them.
+- ``POST /_sandbox/clock`` ``{"frozen_time": 1790000000}``: a test clock. Time moves there (never back);
+  subscriptions whose period ends on the way are invoiced and rolled, auto-advancing drafts finalize
+  an hour after creation. ``now`` stays frozen there until the next call.
 - ``GET /_sandbox/requests`` lists every API request seen (method, path, idempotency key, status).
 - ``POST /_sandbox/webhooks`` ``{"url": ..., "secret": "whsec_..."}`` configures the endpoint;
   ``POST /_sandbox/webhooks/deliver`` ``{"types": [...], "duplicate": 1, "order": "reverse"|"shuffle"}``
@@ -35,6 +38,7 @@ from typing import Any
 
 import stripe
 
+from .cycle import clock_params
 from .state import API_VERSION, Obj, StripeApiError, StripeState
 
 DEFAULT_API_KEY = "sk_test_trueup_sandbox"
@@ -212,6 +216,12 @@ class Sandbox:
                 return 200, {"ok": True}
             self.add_fault(body)
             return 200, {"ok": True}
+        if (method, path) == ("POST", "/_sandbox/clock"):
+            with self.state.lock:
+                try:
+                    return 200, self.state.clock_advance(clock_params(body))
+                except StripeApiError as exc:
+                    return 400, {"error": {"type": "invalid_request_error", "message": str(exc)}}
         if (method, path) == ("GET", "/_sandbox/requests"):
             with self.state.lock:
                 return 200, {"data": list(self.requests)}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .billing import StripeBilling
 from .core import API_VERSION, Obj, StripeApiError
+from .cycle import StripeCycles
 
 __all__ = ["API_VERSION", "StripeApiError", "StripeState"]
 
 
-class StripeState(StripeBilling):
+class StripeState(StripeCycles):
     """Every Stripe endpoint the sandbox answers, by method and path."""
 
     def reset(self) -> None:
@@ -36,6 +36,7 @@ class StripeState(StripeBilling):
             ("POST", "/v1/subscriptions", self.subscription_create),
             ("GET", "/v1/subscriptions", self.lister("subscription", filters=("customer", "status"))),
             ("GET", "/v1/subscriptions/([^/]+)", self.getter("subscription")),
+            ("POST", "/v1/subscriptions/([^/]+)", self.subscription_update),
             ("POST", "/v1/invoices", self.invoice_create),
             ("POST", "/v1/invoices/create_preview", self.invoice_preview),
             ("GET", "/v1/invoices", self.invoice_list),
