@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps import pricing
@@ -209,12 +210,27 @@ def _sync_prices_and_phases(
             if account is None or plan is None:
                 report.counts["subscriptions matching no single plan"] += 1
                 continue
+            if _recorded_by_people(account, phase.starts_at):
+                report.counts["subscriptions kept as recorded in Trueup"] += 1
+                continue
             _, created = SubscriptionPhase.objects.update_or_create(
                 account=account,
                 starts_at=phase.starts_at,
                 defaults={"plan": plan, "ends_at": phase.ends_at, "external_id": phase.subscription},
             )
             report.counts["subscription phases created" if created else "subscription phases updated"] += 1
+
+
+def _recorded_by_people(account: Account, at: dt.datetime) -> bool:
+    """Phases RevOps entered (no provider id) are the contract: a provider's subscription, which may
+    not show a plan change it was never told about, does not rewrite them."""
+    from apps.catalog.models import SubscriptionPhase
+
+    return (
+        SubscriptionPhase.objects.filter(account=account, external_id="", starts_at__lte=at)
+        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
+        .exists()
+    )
 
 
 def _checkpoint(tenant_id: int, connection: ProviderConnection, step: str, cursor: str) -> None:

@@ -9,10 +9,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.utils import timezone
 
 from apps.audit.services import Actor
 from apps.billing.push import events_stored as usage_push_events_stored
+from apps.common import clock
 from apps.common.request_id import get_request_id
 from apps.common.services import model_create, model_update
 from apps.tenancy.models import ApiKey, Tenant
@@ -72,7 +72,7 @@ def events_ingest(
     with different content: the stored one stays) or rejected (invalid, unknown account or
     meter), each failure with its own error. ``received_at`` is the server's clock.
     """
-    now = timezone.now()
+    now = clock.now()
     rows = validate_events(events, errors, now=now)
     return rows_ingest(
         tenant=tenant, rows=rows, errors=errors, count=len(events), actor=actor, source=source, now=now
@@ -97,7 +97,7 @@ def rows_ingest(
         api_key=actor if isinstance(actor, ApiKey) else None,
         import_job_id=import_job_id,
         request_id=get_request_id(),
-        received_at=now or timezone.now(),
+        received_at=now or clock.now(),
         events=count,
     )
     stored = store_rows(

@@ -134,3 +134,15 @@ def test_a_plan_change_with_proration_credits_unused_time_and_charges_the_rest(s
     invoice = client.v1.invoices.retrieve(moved["created"][0])
     # 31-day August, changed half way (15.5 days left): -1500 unused small, +4500 remaining large, 9000 large
     assert invoice.total == 9000 - 1500 + 4500
+
+
+def test_usage_that_reaches_the_meter_before_finalization_is_billed_and_later_usage_is_not(
+    stripe_sandbox, world
+):
+    client = _client(stripe_sandbox)
+    stripe_sandbox_call(stripe_sandbox, "POST", "clock", {"frozen_time": SEP + 60})  # the draft exists
+    _meter_event(client, world["acme"], 10, SEP - 100, "in-grace")  # August usage, 61 s after the draft
+    moved = stripe_sandbox_call(stripe_sandbox, "POST", "clock", {"frozen_time": SEP + 2 * 3600})
+    _meter_event(client, world["acme"], 7, SEP - 50, "too-late")  # after finalization
+    invoice = client.v1.invoices.retrieve(moved["finalized"][0])
+    assert invoice.total == 3000 + 10 * 2

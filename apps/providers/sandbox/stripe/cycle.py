@@ -9,7 +9,7 @@ as Stripe's subscription cycle makes it) and moves on to the next period, and a 
 from __future__ import annotations
 
 from .billing import StripeBilling
-from .core import Obj, Params, StripeApiError, _int, add_interval
+from .core import Obj, Params, StripeApiError, _int, _num, add_interval, price_amount
 
 DRAFT_GRACE = 3600  # Stripe finalizes an auto-advancing draft about an hour after creating it
 
@@ -34,6 +34,7 @@ class StripeCycles(StripeBilling):
             if action[0] == "cycle":
                 created.append(self._cycle(action[1]))
             else:
+                self._refresh_usage(self.get("invoice", action[1]))
                 self.invoice_finalize({}, action[1])
                 finalized.append(action[1])
         self.frozen_at = to
@@ -79,6 +80,24 @@ class StripeCycles(StripeBilling):
             )
         sub["latest_invoice"] = invoice["id"]
         return str(invoice["id"])
+
+    def _refresh_usage(self, invoice: Obj) -> None:
+        """Usage that reached the meter before finalization counts, as it does at Stripe."""
+        for line in invoice["_lines"]:
+            details = line["parent"].get("subscription_item_details") or {}
+            price_id = (line["pricing"].get("price_details") or {}).get("price")
+            if not details or not price_id:
+                continue
+            price = self.get("price", price_id)
+            meter = price["recurring"]["meter"] if price.get("recurring") else None
+            if not meter:
+                continue
+            quantity = self.meter_total(
+                meter, invoice["customer"], line["period"]["start"], line["period"]["end"]
+            )
+            line.update(quantity=_num(quantity), amount=price_amount(price, quantity))
+            line["subtotal"] = line["amount"]
+        self._totals(invoice)
 
     def subscription_update(self, params: Params, oid: str) -> Obj:
         """Change items' prices (a plan change). ``proration_behavior``: ``create_prorations`` (Stripe's
