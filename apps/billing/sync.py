@@ -140,7 +140,7 @@ def _run_step(
         return
     if step == "metered":
         with tenant_context(tenant_id):
-            _sync_metered(connection, provider, report, sleep)
+            _sync_metered(connection, provider, report, sleep, everything=since is None)
         _checkpoint(tenant_id, connection, step, DONE)
         return
     if step == "prices":
@@ -330,12 +330,15 @@ def _sync_metered(
     provider: base.BillingProvider,
     report: SyncReport,
     sleep: Callable[[float], None],
+    *,
+    everything: bool = False,
 ) -> None:
-    """What the provider metered, for each synced invoice's period and meter (one call each: no bulk API)."""
-    since = timezone.now() - dt.timedelta(days=62)
-    invoices = Invoice.objects.filter(source=connection.provider, period_start__gte=since).select_related(
-        "account"
-    )
+    """What the provider metered, for each synced invoice's period and meter (one call each: no bulk API).
+
+    A first or full sync reads every invoice's period; later syncs the last two months'."""
+    invoices = Invoice.objects.filter(source=connection.provider).select_related("account")
+    if not everything:
+        invoices = invoices.filter(period_start__gte=timezone.now() - dt.timedelta(days=62))
     customers = dict(
         AccountExternalId.objects.filter(provider=connection.provider).values_list(
             "account_id", "external_id"
