@@ -4,10 +4,12 @@ then reconcile each month in order (the watch-list of one month clears or escala
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from apps.billing.models import ProviderConnection
 from apps.billing.sync import sync_connection
+from apps.demo.chargebee_loader import replay_chargebee
 from apps.demo.scenario import MONTHS, World
 from apps.demo.stripe_loader import Say, replay_stripe
 from apps.reconciliation.models import ReconciliationRun
@@ -22,12 +24,28 @@ def load_stripe_demo(
     tenant: Tenant, world: World, *, url: str, api_key: str, users: dict[str, Any], say: Say
 ) -> bool:
     """Load once: a tenant that already has its connection is left as it is (returns False)."""
+    return _load(
+        tenant, lambda: replay_stripe(tenant, world, url=url, api_key=api_key, users=users, say=say), say
+    )
+
+
+def load_chargebee_demo(
+    tenant: Tenant, world: World, *, url: str, api_key: str, site: str, users: dict[str, Any], say: Say
+) -> bool:
+    return _load(
+        tenant,
+        lambda: replay_chargebee(tenant, world, url=url, api_key=api_key, site=site, users=users, say=say),
+        say,
+    )
+
+
+def _load(tenant: Tenant, replay: Callable[[], ProviderConnection], say: Say) -> bool:
     with tenant_context(tenant):
         if ProviderConnection.objects.exists():
             return False
     started = time.monotonic()
-    connection = replay_stripe(tenant, world, url=url, api_key=api_key, users=users, say=say)
-    say(f"  synced from Stripe: {_sync(tenant, connection)}")
+    connection = replay()
+    say(f"  synced from {connection.get_provider_display()}: {_sync(tenant, connection)}")
     reconcile_months(tenant, say)
     say(f"  {tenant.name} ready in {time.monotonic() - started:.0f} s")
     return True

@@ -29,10 +29,11 @@ class Customer:
     name: str
     segment: str
     timezone: str
+    plan_key: str = ""
 
     @property
     def plan(self) -> str:
-        return PLAN_BY_SEGMENT[self.segment]
+        return self.plan_key or PLAN_BY_SEGMENT[self.segment]
 
     @property
     def zone(self) -> ZoneInfo:
@@ -79,6 +80,8 @@ class World:
     credits: dict[str, tuple[str, str, Decimal, str]] = field(
         default_factory=dict
     )  # period, meter, amount, why
+    # account -> (meter, tier index, the contract's unit price for that tier)
+    negotiated: dict[str, tuple[str, int, Decimal]] = field(default_factory=dict)
     expected: list[Finding] = field(default_factory=list)
 
     def customer(self, key: str) -> Customer:
@@ -118,7 +121,8 @@ def _days(first: dt.date, end: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=n) for n in range((end - first).days)]
 
 
-def _usage(world: World, seed: int) -> None:
+def _usage(world: World, seed: int, hours: tuple[int, ...] = (10, 15)) -> None:
+    """Usage reported at ``hours`` (local) each day, seats on the 1st, storage on Wednesdays."""
     rng = random.Random(seed)  # noqa: S311 - a fixed seed: the same demo every time
     for customer in world.customers:
         for day in _days(FIRST, END):
@@ -126,8 +130,8 @@ def _usage(world: World, seed: int) -> None:
             if day.day == 1:
                 seats = SEATS[customer.segment] + rng.randint(0, 3)
                 world.events.append(_event(world, customer, "seats", seats, customer.local(day, 9)))
-            for hour in (10, 15):
-                base = DAILY_CALLS[customer.segment] / 2 * (0.4 if weekend else 1.0)
+            for hour in hours:
+                base = DAILY_CALLS[customer.segment] / len(hours) * (0.4 if weekend else 1.0)
                 calls = int(base * rng.uniform(0.7, 1.3))
                 world.events.append(_event(world, customer, "api_calls", calls, customer.local(day, hour)))
             if day.weekday() == 2 and WEEKLY_GB[customer.segment]:
@@ -177,5 +181,40 @@ def stripe_world() -> World:
         ),
         Finding("negotiated credit", "umbrella", "storage_gb", "2026-09", "credit"),
         Finding("late events", "tyrell", "api_calls", "2026-10", "timing"),
+    ]
+    return world
+
+
+CUSTOMERS_CHARGEBEE = [
+    Customer("massive", "Massive Dynamic", "enterprise", "America/New_York", "growth"),
+    Customer("vandelay", "Vandelay Industries", "mid-market", "America/New_York", "growth"),
+    Customer("bluth", "Bluth Company", "mid-market", "America/Los_Angeles", "growth"),
+    Customer("dunder", "Dunder Mifflin", "mid-market", "America/New_York", "growth"),
+    Customer("prestige", "Prestige Worldwide", "mid-market", "Europe/Berlin", "growth"),
+    Customer("pied-piper", "Pied Piper", "self-serve", "America/Los_Angeles", "growth"),
+    Customer("hooli-xyz", "Hooli XYZ", "self-serve", "Europe/Berlin", "growth"),
+    Customer("aviato", "Aviato", "self-serve", "Europe/Berlin", "growth"),
+]
+
+
+def chargebee_world() -> World:
+    """Globex Analytics sells its Growth plan through Chargebee; five faults."""
+    world = World("gx", list(CUSTOMERS_CHARGEBEE))
+    _usage(world, seed=2026_09, hours=(13,))  # a daily roll-up from the product
+    world.double_counted["vandelay"] = (dt.date(2026, 8, 18), dt.date(2026, 8, 19))
+    world.metering_gap["bluth"] = (dt.date(2026, 10, 6), dt.date(2026, 10, 8))
+    world.late["dunder"] = (dt.date(2026, 10, 30), dt.date(2026, 10, 31), dt.timedelta(days=3))
+    # The contract gives Massive a lower second tier; nobody changed its price in Chargebee.
+    world.negotiated["massive"] = ("api_calls", 1, Decimal("0.0006"))
+    world.credits["pied-piper"] = ("2026-08", "seats", Decimal("10.00"), "Onboarding credit in the contract")
+    world.expected = [
+        Finding("double-counted usage", "vandelay", "api_calls", "2026-08", "over_bill", "metering"),
+        Finding("metering gap", "bluth", "api_calls", "2026-10", "under_bill", "metering"),
+        Finding("late events", "dunder", "api_calls", "2026-10", "timing"),
+        *(
+            Finding("negotiated tier not applied", "massive", "api_calls", month, "over_bill", "billing")
+            for month in MONTHS
+        ),
+        Finding("negotiated credit", "pied-piper", "seats", "2026-08", "credit"),
     ]
     return world

@@ -77,8 +77,9 @@ def catalogue_and_accounts(world: World, provider: str, users: dict[str, Any]) -
     return accounts
 
 
-def send_events(client: Client, token: str, events: list[Event], at: dt.datetime) -> None:
+def send_events(token: str, events: list[Event], at: dt.datetime) -> None:
     """Post the events to Trueup's events API, in-process, with the server's clock at ``at``."""
+    client = Client()
     for i in range(0, len(events), BATCH):
         body = [
             {
@@ -292,7 +293,6 @@ def replay_stripe(
         year, month = map(int, period.split("-"))
         when = dt.datetime(year, month + 1, 5, 15, tzinfo=dt.UTC)
         actions[when].append(functools.partial(stripe_side.credit, key))
-    client = Client()
     pool = ThreadPoolExecutor(max_workers=4)  # the pipeline's meter events go out in parallel
     logging.getLogger("stripe").setLevel(logging.WARNING)
     say(f"  replaying {len(world.events)} usage events over three months through the events API and Stripe…")
@@ -302,7 +302,7 @@ def replay_stripe(
             action()
         batch = moments.get(at, [])
         if batch:
-            send_events(client, token, batch, at)
+            send_events(token, batch, at)
             list(pool.map(stripe_side.meter, batch))
     pool.shutdown()
     stripe_side.clock(REPLAY_END)

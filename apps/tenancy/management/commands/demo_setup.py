@@ -1,6 +1,11 @@
 """Create (or reuse) the demo tenants, one user per role, and their customers.
 
-Safe to run again: existing tenants, users and accounts are kept, never duplicated.
+With the provider sandboxes running (``make run`` starts them and sets TRUEUP_STRIPE_SANDBOX_URL and
+TRUEUP_CHARGEBEE_SANDBOX_URL), Northwind bills through Stripe and Globex through Chargebee: three
+months of their usage, billing and faults are replayed through the real paths, synced and
+reconciled (``apps.demo``). Without them, both get a static catalogue and customers.
+
+Safe to run again: existing tenants, users, accounts and loaded worlds are kept, never duplicated.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -25,6 +31,7 @@ from apps.tenancy.services import membership_add, tenant_create
 
 DEMO_PRICING = Path(__file__).resolve().parents[2] / "demo" / "pricing.json"
 CATALOG_SINCE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+CHARGEBEE_SANDBOX_KEY, CHARGEBEE_SANDBOX_SITE = "test_chargebee_key", "trueup-test"  # the sandbox's defaults
 DEMO_PASSWORD = "trueup-demo"  # noqa: S105 - printed for the local demo only
 
 TENANTS = [
@@ -38,11 +45,11 @@ DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "demo" / "bundle-2026-10"
 PEOPLE = [
     # email, name, role in northwind, role in globex (None = not a member)
     ("admin@northwind.test", "Ada Admin", Role.ADMIN, Role.ADMIN),
-    ("approver@northwind.test", "Frank Approver", Role.FINANCE_APPROVER, None),
-    ("analyst@northwind.test", "Fiona Analyst", Role.FINANCE_ANALYST, None),
-    ("revops@northwind.test", "Rex RevOps", Role.REVOPS, None),
-    ("csm@northwind.test", "Cora CSM", Role.CSM, None),
-    ("viewer@northwind.test", "Vic Viewer", Role.VIEWER, None),
+    ("approver@northwind.test", "Frank Approver", Role.FINANCE_APPROVER, Role.FINANCE_APPROVER),
+    ("analyst@northwind.test", "Fiona Analyst", Role.FINANCE_ANALYST, Role.FINANCE_ANALYST),
+    ("revops@northwind.test", "Rex RevOps", Role.REVOPS, Role.REVOPS),
+    ("csm@northwind.test", "Cora CSM", Role.CSM, Role.CSM),
+    ("viewer@northwind.test", "Vic Viewer", Role.VIEWER, Role.VIEWER),
     ("finance@globex.test", "Gina Globex", None, Role.FINANCE_APPROVER),
 ]
 
@@ -76,6 +83,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--url", default="http://127.0.0.1:8000/", help="Where the app is served (printed)."
         )
+        parser.add_argument("--stripe-url", default=settings.STRIPE_SANDBOX_URL, help="Stripe sandbox URL")
+        parser.add_argument(
+            "--chargebee-url", default=settings.CHARGEBEE_SANDBOX_URL, help="Chargebee sandbox URL"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
@@ -85,6 +96,7 @@ class Command(BaseCommand):
             if user is None:
                 user = User.objects.create_user(email, DEMO_PASSWORD, full_name=name)
             users[email] = user
+        worlds = {"northwind": options["stripe_url"], "globex": options["chargebee_url"]}
         for index, (slug, name, tz) in enumerate(TENANTS):
             with transaction.atomic():
                 tenant = Tenant.objects.filter(slug=slug).first() or tenant_create(
@@ -92,13 +104,45 @@ class Command(BaseCommand):
                 )
                 with tenant_context(tenant):
                     self._members(users, index)
-                    self._accounts(slug, users)
-                    self._catalog()
+                    if not worlds[slug]:
+                        self._accounts(slug, users)
+                        self._catalog()
+            if worlds[slug]:
+                self._provider_world(tenant, worlds[slug], users)
         self._bundle_tenant(users)
         self.stdout.write(self.style.SUCCESS(f"Demo ready. Sign in at {options['url']} with:"))
         for email, _name, role_a, role_b in PEOPLE:
-            roles = ", ".join(str(r.label) for r in (role_a, role_b) if r)
+            roles = " / ".join(sorted({str(r.label) for r in (role_a, role_b) if r}))
             self.stdout.write(f"  {email:28} password {DEMO_PASSWORD}   ({roles})")
+
+    def _provider_world(self, tenant: Tenant, url: str, users: dict[str, Any]) -> None:
+        """Replay the tenant's three months at its provider's sandbox, sync and reconcile them, once."""
+        from apps.demo import loader, scenario
+        from apps.providers.sandbox.stripe import DEFAULT_API_KEY
+
+        people = {"csm": users["csm@northwind.test"]}
+        self.stdout.write(f"{tenant.name}:")
+        if tenant.slug == "northwind":
+            loaded = loader.load_stripe_demo(
+                tenant,
+                scenario.stripe_world(),
+                url=url,
+                api_key=DEFAULT_API_KEY,
+                users=people,
+                say=self.stdout.write,
+            )
+        else:
+            loaded = loader.load_chargebee_demo(
+                tenant,
+                scenario.chargebee_world(),
+                url=url,
+                api_key=CHARGEBEE_SANDBOX_KEY,
+                site=CHARGEBEE_SANDBOX_SITE,
+                users=people,
+                say=self.stdout.write,
+            )
+        if not loaded:
+            self.stdout.write("  already loaded: kept as it is (make reset starts over)")
 
     def _bundle_tenant(self, users: dict[str, Any]) -> None:
         """Load the example export bundle into its own tenant and reconcile October, once."""
