@@ -81,3 +81,26 @@ class AccountExternalId(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.get_provider_display()}: {self.external_id}"
+
+
+class AccountNote(TenantModel):
+    """A customer note on the account page: append-only, like a log (never edited, never deleted)."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    author_label = models.CharField(
+        max_length=200, help_text="Who wrote it, as shown then (kept if the user is deleted)."
+    )
+    body = models.TextField(max_length=5000)
+    created_at = models.DateTimeField(default=dj_timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "account", "-created_at"], name="account_note_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Note on {self.account_id} by {self.author_label}"

@@ -2,11 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from apps.accounts.models import Account, AccountExternalId
-from apps.audit.services import Actor, audit_record, snapshot
+from apps.accounts.models import Account, AccountExternalId, AccountNote
+from apps.audit.services import Actor, actor_label, audit_record, snapshot
 from apps.common.services import model_create, model_update
+from apps.tenancy.models import ApiKey, Membership
+from apps.tenancy.permissions import authorize
+from apps.tenancy.roles import Action
+from apps.users.models import User
 
 EDITABLE_FIELDS = ("name", "segment", "timezone", "csm_owner")
 
@@ -44,3 +49,31 @@ def account_external_id_set(
     link.save()
     audit_record(actor=actor, action="account.external_id.create", target=account, after=snapshot(link))
     return link
+
+
+def _role_of(actor: Actor) -> str | None:
+    """The actor's role in the tenant in context (the membership manager is scoped to it)."""
+    if isinstance(actor, ApiKey):
+        return actor.role
+    if isinstance(actor, User):
+        return Membership.objects.filter(user=actor).values_list("role", flat=True).first()
+    return None
+
+
+@transaction.atomic
+def account_note_add(*, account: Account, actor: Actor, body: str) -> AccountNote:
+    """Append a customer note to the account (notes are a log: never edited or deleted)."""
+    authorize(_role_of(actor), Action.NOTE_ADD)
+    text = body.strip()
+    if not text:
+        raise ValidationError({"body": "Write something to add a note."})
+    note = AccountNote(
+        account=account,
+        author=actor if isinstance(actor, User) else None,
+        author_label=str(actor) if isinstance(actor, User) else actor_label(actor),
+        body=text,
+    )
+    note.full_clean()
+    note.save()
+    audit_record(actor=actor, action="account.note.add", target=account, after=snapshot(note))
+    return note
