@@ -4,18 +4,31 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
-from apps.billing.models import ProviderConnection
+from apps.billing.models import Invoice, ProviderConnection
 from apps.reconciliation.models import Discrepancy
 from apps.tenancy.models import TenantModel
 
+LIVE = ~Q(status__in=["rejected", "cancelled"])
+
 
 class Proposal(TenantModel):
+    """A change to make at the provider. The draft-invoice kinds (hold, fix, release) name the invoice.
+
+    Holding a draft only stops it from finalizing, so it needs no approval: it is born approved
+    and goes straight to the outbox. Fixing the draft moves money and needs maker-checker like
+    a credit note. Releasing finalizes the invoice for good and needs one checker too.
+    """
+
     class Kind(models.TextChoices):
         CREDIT_NOTE = "credit_note", "Credit note"
         CATCH_UP_CHARGE = "catch_up_charge", "Catch-up charge"
         WRITE_OFF = "write_off", "Write-off"
+        INVOICE_HOLD = "invoice_hold", "Hold of the draft invoice"
+        INVOICE_FIX = "invoice_fix", "Correcting line on the draft invoice"
+        INVOICE_RELEASE = "invoice_release", "Release of the invoice"
 
     class Status(models.TextChoices):
         PROPOSED = "proposed", "Waiting for approval"
@@ -37,13 +50,42 @@ class Proposal(TenantModel):
     connection = models.ForeignKey(
         ProviderConnection, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    invoice = models.ForeignKey(
+        Invoice,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The draft invoice a hold, fix or release acts on.",
+    )
     provider_reference = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # One hold and one release per invoice (a rejected or cancelled one can be asked again),
+            # one correcting line per finding: the database has the last word on double clicks.
+            models.UniqueConstraint(
+                fields=["tenant", "invoice"],
+                condition=Q(kind="invoice_hold") & LIVE,
+                name="one_hold_per_invoice",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "invoice"],
+                condition=Q(kind="invoice_release") & LIVE,
+                name="one_release_per_invoice",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "discrepancy"],
+                condition=Q(kind="invoice_fix") & LIVE,
+                name="one_invoice_fix_per_finding",
+            ),
+        ]
 
     def __str__(self) -> str:
+        if self.kind in (self.Kind.INVOICE_HOLD, self.Kind.INVOICE_RELEASE):
+            return f"{self.get_kind_display()} {self.invoice_id}"
         return f"{self.get_kind_display()} {self.amount} {self.currency}"
 
 

@@ -31,6 +31,17 @@ from apps.users.models import User
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = dt.timedelta(hours=1)
+DRAFT_INVOICE_KINDS = (
+    Proposal.Kind.INVOICE_HOLD,
+    Proposal.Kind.INVOICE_FIX,
+    Proposal.Kind.INVOICE_RELEASE,
+)
+FIX_KINDS = (
+    Proposal.Kind.CREDIT_NOTE,
+    Proposal.Kind.CATCH_UP_CHARGE,
+    Proposal.Kind.WRITE_OFF,
+    Proposal.Kind.INVOICE_FIX,
+)
 
 
 def _role(user: User) -> str | None:
@@ -48,9 +59,14 @@ def proposal_create(
     reason: str = "",
     customer_note: str = "",
 ) -> Proposal:
-    """Propose the fix: a credit note for an over-bill, a catch-up charge or write-off for an under-bill."""
-    if kind not in Proposal.Kind.values:
-        raise ValidationError({"kind": f"Choose one of: {', '.join(Proposal.Kind.labels)}."})
+    """Propose the fix: a credit note for an over-bill, a catch-up charge or write-off for an under-bill,
+    or a correcting line on the held draft invoice the finding was billed on."""
+    if kind == Proposal.Kind.INVOICE_FIX:
+        from apps.approvals.draft_invoices import invoice_fix_propose
+
+        return invoice_fix_propose(actor=actor, discrepancy=discrepancy, amount=amount, reason=reason)
+    if kind not in FIX_KINDS:
+        raise ValidationError({"kind": f"Choose one of: {', '.join(k.label for k in FIX_KINDS)}."})
     authorize(
         _role(actor), Action.CREDIT_PROPOSE if kind == Proposal.Kind.CREDIT_NOTE else Action.CHARGE_PROPOSE
     )
@@ -139,7 +155,9 @@ def _queue(proposal: Proposal) -> None:
         proposal=proposal,
         idempotency_key=f"trueup-{proposal.tenant_id}-proposal-{proposal.pk}-{proposal.kind}",
     )
-    transaction.on_commit(lambda: _enqueue(proposal.tenant_id, message.pk))
+    # robust: a provider failure while sending (eagerly, without a broker) must not undo or break the
+    # request that approved it; the outbox row keeps the error and the retry.
+    transaction.on_commit(lambda: _enqueue(proposal.tenant_id, message.pk), robust=True)
 
 
 def _enqueue(tenant_id: int, message_id: int) -> None:
@@ -149,15 +167,23 @@ def _enqueue(tenant_id: int, message_id: int) -> None:
 
 
 def _request(proposal: Proposal) -> tuple[str, object]:
+    """What to send for the proposal: the same parameters on every attempt (the key must match them)."""
     finding = proposal.discrepancy
-    invoice = (
-        Invoice.objects.filter(
-            account=finding.account,
-            source=proposal.connection.provider,  # type: ignore[union-attr]
+    provider_name = proposal.connection.provider  # type: ignore[union-attr]
+    if proposal.kind in DRAFT_INVOICE_KINDS:
+        invoice = proposal.invoice
+        if invoice is None:
+            raise base.ProviderError("the proposal names no invoice")
+        if proposal.kind == Proposal.Kind.INVOICE_HOLD:
+            return "hold", invoice.external_id
+        if proposal.kind == Proposal.Kind.INVOICE_RELEASE:
+            return "release", invoice.external_id
+    else:
+        invoice = (
+            Invoice.objects.filter(account=finding.account, source=provider_name)
+            .order_by("-period_start")
+            .first()
         )
-        .order_by("-period_start")
-        .first()
-    )
     if proposal.kind == Proposal.Kind.CREDIT_NOTE:
         if invoice is None:
             raise base.ProviderError("no invoice of this account at the provider to credit")
@@ -173,15 +199,47 @@ def _request(proposal: Proposal) -> tuple[str, object]:
                 ),
             ),
         )
-    customer = finding.account.external_ids.filter(provider=proposal.connection.provider).first()  # type: ignore[union-attr]
+    customer = finding.account.external_ids.filter(provider=provider_name).first()
     if customer is None:
         raise base.ProviderError("the account has no customer id at the provider")
+    if proposal.kind == Proposal.Kind.INVOICE_FIX:
+        return "invoice_item", base.InvoiceItemRequest(
+            customer=customer.external_id,
+            amount=proposal.amount,  # signed: a negative line takes an over-bill off the draft
+            currency=proposal.currency,
+            description=f"Correction for {finding.period}: {finding.meter or 'base fee'}",
+            invoice=proposal.invoice.external_id,  # type: ignore[union-attr]
+        )
     return "invoice_item", base.InvoiceItemRequest(
         customer=customer.external_id,
         amount=proposal.amount,
         currency=proposal.currency,
         description=f"Usage correction for {finding.period}: {finding.meter or 'base fee'}",
     )
+
+
+def _send(
+    provider: base.BillingProvider, what: str, request: object, key: str
+) -> tuple[str, dict[str, object]]:
+    """One provider call: (the provider's reference, what to keep of its answer)."""
+    if what == "credit_note":
+        note = provider.create_credit_note(request, idempotency_key=key)  # type: ignore[arg-type]
+        return note.id, {"credit_note": note.id, "amount": str(note.amount)}
+    if what in ("hold", "release"):
+        act = provider.hold_invoice if what == "hold" else provider.release_invoice
+        invoice = act(str(request), idempotency_key=key)
+        return invoice.id, {
+            "invoice": invoice.id,
+            "status": invoice.status,
+            "auto_advance": invoice.auto_advance,
+            "finalized_at": invoice.finalized_at.isoformat() if invoice.finalized_at else None,
+            "total": str(invoice.total),
+        }
+    reference = provider.create_invoice_item(request, idempotency_key=key)  # type: ignore[arg-type]
+    result: dict[str, object] = {"invoice_item": reference}
+    if isinstance(request, base.InvoiceItemRequest) and request.invoice:
+        result["invoice"] = request.invoice
+    return reference, result
 
 
 def deliver(tenant_id: int, message_id: int, *, after_provider_call: object = None) -> OutboxMessage:
@@ -196,19 +254,14 @@ def deliver(tenant_id: int, message_id: int, *, after_provider_call: object = No
         )
         message.save(update_fields=["attempts", "next_attempt_at"])
         proposal = Proposal.objects.select_related(
-            "discrepancy__account", "discrepancy__meter", "connection"
+            "discrepancy__account", "discrepancy__meter", "connection", "invoice"
         ).get(pk=message.proposal_id)
         if proposal.connection is None:
             raise base.ProviderError("no provider connection for this account")
         what, request = _request(proposal)
         provider = provider_for(proposal.connection)
     try:
-        if what == "credit_note":
-            note = provider.create_credit_note(request, idempotency_key=message.idempotency_key)  # type: ignore[arg-type]
-            reference, result = note.id, {"credit_note": note.id, "amount": str(note.amount)}
-        else:
-            reference = provider.create_invoice_item(request, idempotency_key=message.idempotency_key)  # type: ignore[arg-type]
-            result = {"invoice_item": reference}
+        reference, result = _send(provider, what, request, message.idempotency_key)
         if callable(after_provider_call):
             after_provider_call()  # tests: a worker dying right here, after the provider acted
     except base.ProviderError as exc:
@@ -223,11 +276,26 @@ def deliver(tenant_id: int, message_id: int, *, after_provider_call: object = No
         Proposal.objects.filter(pk=proposal.pk).update(
             status=Proposal.Status.EXECUTED, provider_reference=reference
         )
-        audit_record(actor=None, action="proposal.executed", target=proposal, after=result)
-        discrepancy_change_status(
-            discrepancy=proposal.discrepancy,
-            actor=None,
-            status=Discrepancy.Status.RESOLVED,
-            reason=f"{proposal.get_kind_display()} {reference} issued at the provider",
+        audit_record(
+            actor=None, action="proposal.executed", target=proposal, after={"kind": proposal.kind, **result}
         )
+        if proposal.kind == Proposal.Kind.INVOICE_RELEASE:
+            _invoice_released(proposal, result)
+        elif proposal.kind != Proposal.Kind.INVOICE_HOLD:  # a hold protects the invoice; it fixes nothing
+            discrepancy_change_status(
+                discrepancy=proposal.discrepancy,
+                actor=None,
+                status=Discrepancy.Status.RESOLVED,
+                reason=f"{proposal.get_kind_display()} {reference} issued at the provider",
+            )
         return OutboxMessage.objects.get(pk=message.pk)
+
+
+def _invoice_released(proposal: Proposal, result: dict[str, object]) -> None:
+    """What the provider answered is the invoice's state now (the next sync says the same)."""
+    finalized = result.get("finalized_at")
+    Invoice.objects.filter(pk=proposal.invoice_id).update(
+        status=str(result["status"]),
+        finalized_at=dt.datetime.fromisoformat(str(finalized)) if finalized else timezone.now(),
+        synced_at=timezone.now(),
+    )

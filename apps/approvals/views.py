@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
+from apps.approvals.draft_invoices import invoice_hold, invoice_release_propose
 from apps.approvals.models import Proposal
 from apps.approvals.services import proposal_create, proposal_decide
 from apps.billing.models import Invoice
@@ -70,6 +71,34 @@ def decide(request: HttpRequest, tenant_slug: str, proposal_id: int) -> HttpResp
     except (ValidationError, PermissionDenied) as exc:
         _fail(request, exc)
     return redirect("discrepancy", tenant_slug=tenant_slug, discrepancy_id=proposal.discrepancy_id)
+
+
+@requires(Action.VIEW, write_action=(Action.CREDIT_PROPOSE, Action.CHARGE_PROPOSE))
+@require_POST
+def hold(request: HttpRequest, tenant_slug: str, discrepancy_id: int) -> HttpResponse:
+    """Hold the finding's draft invoice at the provider now (no approval: it only stops it going out)."""
+    finding = discrepancy_get(request_tenant(request), discrepancy_id)
+    try:
+        invoice_hold(actor=_user(request), discrepancy=finding, reason=request.POST.get("reason", ""))
+        messages.success(request, "Holding the draft invoice: it will not finalize until it is released.")
+    except (ValidationError, PermissionDenied) as exc:
+        _fail(request, exc)
+    return redirect("discrepancy", tenant_slug=tenant_slug, discrepancy_id=finding.pk)
+
+
+@requires(Action.VIEW, write_action=(Action.CREDIT_PROPOSE, Action.CHARGE_PROPOSE))
+@require_POST
+def release(request: HttpRequest, tenant_slug: str, discrepancy_id: int) -> HttpResponse:
+    """Propose releasing the held invoice (finalize / close); a finance approver decides."""
+    finding = discrepancy_get(request_tenant(request), discrepancy_id)
+    try:
+        invoice_release_propose(
+            actor=_user(request), discrepancy=finding, reason=request.POST.get("reason", "")
+        )
+        messages.success(request, "Release proposed: a finance approver decides next.")
+    except (ValidationError, PermissionDenied) as exc:
+        _fail(request, exc)
+    return redirect("discrepancy", tenant_slug=tenant_slug, discrepancy_id=finding.pk)
 
 
 def provider_preview(proposal: Proposal) -> str:

@@ -496,7 +496,19 @@ class StripeProvider:
         return str(item.id)
 
     def hold_invoice(self, invoice_id: str, *, idempotency_key: str) -> Invoice:
+        """``auto_advance=false`` on a draft: Stripe will not finalize it on its own.
+
+        Refused for an invoice that is no longer a draft: on an open invoice the same update would
+        quietly switch off Stripe's payment collection instead of holding anything.
+        """
         self._writes()
+        current = self.get_invoice(invoice_id)
+        if current.status != "draft":
+            raise ProviderError(
+                f"invoice {invoice_id} is {current.status}, not a draft: it cannot be held",
+                code="invalid_state",
+                status=409,
+            )
         with self._calls():
             inv = self.client.v1.invoices.update(
                 invoice_id, params={"auto_advance": False}, options={"idempotency_key": idempotency_key}
@@ -504,11 +516,24 @@ class StripeProvider:
         return self._invoice(inv)
 
     def release_invoice(self, invoice_id: str, *, idempotency_key: str) -> Invoice:
+        """Finalize, and hand the invoice back to Stripe's automatic collection (the hold took it away).
+
+        An invoice finalized meanwhile (at Stripe, or by an earlier attempt under another key) is
+        released already: the same effect, so it is answered, not refused. A voided one is refused.
+        """
         self._writes()
-        with self._calls():
-            inv = self.client.v1.invoices.finalize_invoice(
-                invoice_id, options={"idempotency_key": idempotency_key}
-            )
+        try:
+            with self._calls():
+                inv = self.client.v1.invoices.finalize_invoice(
+                    invoice_id, params={"auto_advance": True}, options={"idempotency_key": idempotency_key}
+                )
+        except ProviderError as err:
+            if err.code != "invoice_not_editable":
+                raise
+            invoice = self.get_invoice(invoice_id)
+            if invoice.status in ("draft", "void"):
+                raise
+            return invoice
         return self._invoice(inv)
 
     def push_usage(self, records: Sequence[UsageRecord], *, idempotency_key: str) -> UsagePushResult:

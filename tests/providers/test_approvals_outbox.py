@@ -183,3 +183,16 @@ def test_from_the_discrepancy_page_propose_see_the_providers_preview_and_approve
     html = client.get(page).content.decode()
     assert "Done" in html and "cn_" in html
     assert len(credit_notes(stripe_sandbox)) == 1
+
+
+def test_holds_and_releases_are_not_proposed_as_fixes(tenant_a, world):
+    """They have their own services (tests/providers/test_invoice_hold.py); a fix on a draft needs a hold."""
+    with tenant_context(tenant_a):
+        for kind in ("invoice_hold", "invoice_release", "nonsense"):
+            with pytest.raises(ValidationError, match="Choose one of"):
+                proposal_create(actor=world["analyst"], discrepancy=world["finding"], kind=kind)
+        with pytest.raises(
+            ValidationError, match="no invoice from a provider"
+        ):  # the finding's line is on none
+            proposal_create(actor=world["analyst"], discrepancy=world["finding"], kind="invoice_fix")
+        assert not Proposal.objects.exists()
