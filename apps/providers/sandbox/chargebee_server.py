@@ -23,6 +23,7 @@ import base64
 import hashlib
 import itertools
 import json
+import os
 import re
 import threading
 import time
@@ -33,6 +34,8 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from apps.providers.sandbox.persistence import StateFile, wait_for_stop_signal
 
 JSON = dict[str, Any]
 API_PREFIX = "/api/v2"
@@ -477,8 +480,13 @@ class ChargebeeState:
         invoice = self._get(self.invoices, iid, "invoice")
         if invoice["status"] != "pending":
             raise SandboxError(400, f"invoice {iid} is not pending", code="invalid_state_for_request")
+        amount = _int(p.get("amount"), "amount")
+        if amount < 1:  # Chargebee's add_charge takes a positive amount (min 1): no negative lines
+            raise SandboxError(
+                400, "amount : cannot be less than 1", code="param_wrong_value", param="amount"
+            )
         sub = self.subscriptions[invoice["subscription_id"]]
-        line = self._charge_line(_int(p.get("amount"), "amount"), p.get("description", ""), sub)
+        line = self._charge_line(amount, p.get("description", ""), sub)
         line["id"] = self.next_id("li_")
         invoice["line_items"].append(line)
         self._price_lines(invoice)
@@ -637,10 +645,25 @@ class ChargebeeSandbox:
     """Runs the sandbox on 127.0.0.1 in a background thread: ``with ChargebeeSandbox() as sb: ...``."""
 
     def __init__(
-        self, *, api_key: str = "test_chargebee_key", site: str = "trueup-test", port: int = 0
+        self,
+        *,
+        api_key: str = "test_chargebee_key",
+        site: str = "trueup-test",
+        port: int = 0,
+        state_file: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``state_file``: keep the state there across restarts (loaded now when it exists)."""
         self.state = ChargebeeState(api_key, site)
         self.api_key, self.site = api_key, site
+        self.state_file: StateFile | None = None
+        if state_file:
+            self.state_file = StateFile(
+                state_file,
+                {"state": self.state},
+                lock=self.state.lock,
+                exclude={"state": ("api_key", "site")},
+            )
+            self.state_file.load()
         handler = type("Handler", (_Handler,), {"sandbox": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
@@ -649,6 +672,8 @@ class ChargebeeSandbox:
         self._thread: threading.Thread | None = None
 
     def start(self) -> ChargebeeSandbox:
+        if self.state_file is not None:
+            self.state_file.start()
         self._thread = threading.Thread(
             target=self.server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -661,6 +686,8 @@ class ChargebeeSandbox:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        if self.state_file is not None:
+            self.state_file.close()
 
     def __enter__(self) -> ChargebeeSandbox:
         return self.start()
@@ -875,6 +902,7 @@ class ChargebeeSandbox:
 class _Handler(BaseHTTPRequestHandler):
     sandbox: ChargebeeSandbox
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and the demo read stdout
         pass
@@ -915,6 +943,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, result, headers = err.status, err.body, err.headers
         except (ValueError, KeyError, TypeError) as err:
             status, result, headers = 400, SandboxError(400, f"bad request: {err}").body, {}
+        if method != "GET" and self.sandbox.state_file is not None:
+            self.sandbox.state_file.changed()  # before answering: a clean stop then never loses it
         payload = json.dumps(result).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=utf-8")
@@ -936,23 +966,27 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m apps.providers.sandbox.chargebee_server --port 12112``: serve until interrupted."""
+    """``python -m apps.providers.sandbox.chargebee_server --port 12112``: serve until Ctrl-C or SIGTERM."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=12112)
     parser.add_argument("--api-key", default="test_chargebee_key")
     parser.add_argument("--site", default="trueup-test")
+    parser.add_argument("--state-file", default="", help="keep the state in this file across restarts")
     args = parser.parse_args(argv)
-    sandbox = ChargebeeSandbox(api_key=args.api_key, site=args.site, port=args.port)
+    sandbox = ChargebeeSandbox(
+        api_key=args.api_key, site=args.site, port=args.port, state_file=args.state_file or None
+    )
     print(f"Chargebee sandbox on {sandbox.url} (API {sandbox.url}/api/v2)", flush=True)
     print(f"site: {sandbox.site}  api key: {sandbox.api_key}  (HTTP Basic, key as user)", flush=True)
+    if args.state_file:
+        print(f"state kept in {args.state_file}", flush=True)
+    sandbox.start()
     try:
-        sandbox.server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
+        wait_for_stop_signal()
     finally:
-        sandbox.server.server_close()
+        sandbox.stop()
 
 
 if __name__ == "__main__":

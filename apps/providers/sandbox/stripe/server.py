@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import random
 import re
 import threading
@@ -38,6 +39,7 @@ from typing import Any
 
 import stripe
 
+from ..persistence import StateFile, wait_for_stop_signal
 from .cycle import clock_params
 from .state import API_VERSION, Obj, StripeApiError, StripeState
 
@@ -320,6 +322,7 @@ class Sandbox:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and the demo read their own output
         pass
@@ -342,6 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if url.path.startswith("/_sandbox/"):
                 status, body = sandbox.helper(method, url.path, json.loads(raw) if raw.strip() else {})
+                self._changed(method)
                 self._send(status, body)
                 return
             pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
@@ -350,8 +354,14 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, headers = sandbox.api(method, url.path, self.headers, decode_form(pairs))
         except Exception as exc:  # a sandbox bug must still answer like Stripe's 500
             status, body, headers = 500, {"error": {"type": "api_error", "message": repr(exc)}}, {}
+        self._changed(method)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client timed out and left
             self._send(status, body, headers)
+
+    def _changed(self, method: str) -> None:
+        """Before answering a request that may have changed the state, have the state file save it."""
+        if method != "GET" and self.server.state_file is not None:
+            self.server.state_file.changed()
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -366,15 +376,33 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     sandbox: Sandbox
+    state_file: StateFile | None = None
 
 
 class StripeSandboxServer:
     """Runs the sandbox in a thread: ``with StripeSandboxServer() as server:`` use ``server.url``."""
 
-    def __init__(self, port: int = 0, *, api_key: str = DEFAULT_API_KEY) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        state_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """``state_file``: keep the state there across restarts (loaded now when it exists)."""
         self.sandbox = Sandbox(api_key=api_key)
+        self.state_file: StateFile | None = None
+        if state_file:
+            self.state_file = StateFile(
+                state_file,
+                {"sandbox": self.sandbox, "state": self.sandbox.state},
+                lock=self.sandbox.state.lock,
+                exclude={"sandbox": ("state", "api_key")},
+            )
+            self.state_file.load()
         self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.httpd.sandbox = self.sandbox
+        self.httpd.state_file = self.state_file
         self.thread: threading.Thread | None = None
 
     @property
@@ -386,6 +414,8 @@ class StripeSandboxServer:
         return self.sandbox.api_key
 
     def start(self) -> StripeSandboxServer:
+        if self.state_file is not None:
+            self.state_file.start()
         self.thread = threading.Thread(
             target=self.httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -398,6 +428,8 @@ class StripeSandboxServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        if self.state_file is not None:
+            self.state_file.close()
 
     def __enter__(self) -> StripeSandboxServer:
         return self.start()
@@ -406,17 +438,28 @@ class StripeSandboxServer:
         self.stop()
 
 
-def serve(port: int = 12111, *, webhook_url: str = "", write: Callable[[str], object] = print) -> None:
-    """Serve on 127.0.0.1 until interrupted (Ctrl-C), after printing the URL and the test keys."""
-    server = StripeSandboxServer(port)
-    server.sandbox.webhook_url = webhook_url or None
+def serve(
+    port: int = 12111,
+    *,
+    webhook_url: str = "",
+    state_file: str | os.PathLike[str] | None = None,
+    write: Callable[[str], object] = print,
+) -> None:
+    """Serve on 127.0.0.1 until Ctrl-C or SIGTERM, after printing the URL and the test keys.
+
+    With ``state_file``, the state of the previous run is served again and every change is kept.
+    """
+    server = StripeSandboxServer(port, state_file=state_file)
+    if webhook_url:
+        server.sandbox.webhook_url = webhook_url
     server.start()
     write(f"Stripe sandbox listening on {server.url}")
     write(f"secret key: {server.api_key}")
     write(f"webhook signing secret: {server.sandbox.webhook_secret}")
+    if state_file:
+        write(f"state kept in {state_file}")
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
+        wait_for_stop_signal()
         write("stopping")
     finally:
         server.stop()
