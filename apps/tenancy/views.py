@@ -2,16 +2,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.accounts.models import Account
-from apps.audit.models import AuditEvent
 from apps.tenancy.models import ApiKey
-from apps.tenancy.permissions import request_actor, request_role, request_tenant, requires
-from apps.tenancy.roles import Action, Role, role_can
+from apps.tenancy.permissions import request_actor, request_tenant, requires
+from apps.tenancy.roles import Action, Role
 from apps.tenancy.services import apikey_create, apikey_revoke
 
 
@@ -21,29 +18,6 @@ class ApiKeyForm(forms.Form):
         choices=Role.choices,
         initial=Role.VIEWER,
         help_text="What the key may do, as that role. Ingesting usage needs Tenant admin or RevOps.",
-    )
-
-
-@requires(Action.VIEW)
-def dashboard(request: HttpRequest, tenant_slug: str) -> HttpResponse:
-    tenant = request_tenant(request)
-    segments = (
-        Account.objects.filter(tenant=tenant)
-        .values("segment")
-        .annotate(n=Count("id"))
-        .order_by("-n", "segment")
-    )
-    recent = None
-    if role_can(request_role(request) or "", Action.AUDIT_VIEW):
-        recent = AuditEvent.objects.filter(tenant=tenant).select_related("actor")[:10]
-    return render(
-        request,
-        "tenancy/dashboard.html",
-        {
-            "account_count": sum(row["n"] for row in segments),
-            "segments": segments,
-            "recent": recent,
-        },
     )
 
 
