@@ -26,7 +26,7 @@ from apps.reconciliation.services import discrepancy_change_status
 from apps.tenancy.context import tenant_context
 from apps.tenancy.models import Membership, Tenant
 from apps.tenancy.permissions import authorize
-from apps.tenancy.roles import Action
+from apps.tenancy.roles import Action, role_can
 from apps.users.models import User
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,50 @@ def proposal_decide(*, actor: User, proposal: Proposal, approve: bool, reason: s
             return locked
     except IntegrityError as exc:  # a double click: the same approver's second decision
         raise ValidationError("You have already decided on this proposal.") from exc
+
+
+CANCELLABLE = (Proposal.Status.PROPOSED, Proposal.Status.APPROVED, Proposal.Status.FAILED)
+
+
+def proposal_cancel(*, actor: User, proposal: Proposal, reason: str) -> Proposal:
+    """Stop a proposal that has not reached the provider: one waiting for approval (its proposer or
+    a finance approver), or an approved one still being sent or failing (a finance approver).
+
+    The outbox row is locked first, so a delivery starting now finds it cancelled. One already
+    in flight at the provider may still succeed: then it is executed, which is what happened.
+    """
+    role = _role(actor)
+    may_approve = role is not None and role_can(role, Action.PROPOSAL_APPROVE)
+    if not may_approve and not (
+        proposal.proposed_by_id == actor.pk and proposal.status == Proposal.Status.PROPOSED
+    ):
+        raise PermissionDenied(
+            "Only a finance approver, or its proposer before approval, can cancel a proposal."
+        )
+    if not reason.strip():
+        raise ValidationError({"reason": "Cancelling needs a reason."})
+    with transaction.atomic():
+        message = OutboxMessage.objects.select_for_update().filter(proposal_id=proposal.pk).first()
+        locked = Proposal.objects.select_for_update().get(pk=proposal.pk)
+        if locked.status not in CANCELLABLE or (message and message.status == OutboxMessage.Status.SENT):
+            raise ValidationError(
+                f"This proposal is {locked.get_status_display().lower()}: it cannot be cancelled."
+            )
+        before = locked.status
+        locked.status = Proposal.Status.CANCELLED
+        locked.save(update_fields=["status"])
+        if message is not None:
+            message.status = OutboxMessage.Status.CANCELLED
+            message.save(update_fields=["status"])
+        audit_record(
+            actor=actor,
+            action="proposal.cancel",
+            target=locked,
+            before={"status": before},
+            after={"status": locked.status},
+            reason=reason,
+        )
+        return locked
 
 
 def _queue(proposal: Proposal) -> None:
@@ -267,7 +311,10 @@ def deliver(tenant_id: int, message_id: int, *, after_provider_call: object = No
     except base.ProviderError as exc:
         with tenant_context(tenant_id):
             OutboxMessage.objects.filter(pk=message.pk).update(last_error=str(exc)[:2000])
-            Proposal.objects.filter(pk=proposal.pk).update(status=Proposal.Status.FAILED)
+            # A person may have cancelled it meanwhile: that decision stands.
+            Proposal.objects.filter(pk=proposal.pk).exclude(status=Proposal.Status.CANCELLED).update(
+                status=Proposal.Status.FAILED
+            )
         raise
     with tenant_context(tenant_id):
         OutboxMessage.objects.filter(pk=message.pk).update(

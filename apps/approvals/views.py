@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from apps.approvals.draft_invoices import invoice_hold, invoice_release_propose
 from apps.approvals.models import Proposal
-from apps.approvals.services import proposal_create, proposal_decide
+from apps.approvals.services import proposal_cancel, proposal_create, proposal_decide
 from apps.billing.models import Invoice
 from apps.providers.base import CreditNoteLine, CreditNoteRequest, ProviderError
 from apps.providers.registry import provider_for
@@ -68,6 +68,19 @@ def decide(request: HttpRequest, tenant_slug: str, proposal_id: int) -> HttpResp
             reason=request.POST.get("reason", ""),
         )
         messages.success(request, "Decision recorded.")
+    except (ValidationError, PermissionDenied) as exc:
+        _fail(request, exc)
+    return redirect("discrepancy", tenant_slug=tenant_slug, discrepancy_id=proposal.discrepancy_id)
+
+
+@requires(Action.VIEW, write_action=(Action.PROPOSAL_APPROVE, Action.CREDIT_PROPOSE, Action.CHARGE_PROPOSE))
+@require_POST
+def cancel(request: HttpRequest, tenant_slug: str, proposal_id: int) -> HttpResponse:
+    """Stop a proposal before it reaches the provider (the service says who may, and when)."""
+    proposal = get_object_or_404(Proposal.objects.filter(tenant=request_tenant(request)), pk=proposal_id)
+    try:
+        proposal_cancel(actor=_user(request), proposal=proposal, reason=request.POST.get("reason", ""))
+        messages.success(request, "Cancelled: nothing more will be sent to the provider.")
     except (ValidationError, PermissionDenied) as exc:
         _fail(request, exc)
     return redirect("discrepancy", tenant_slug=tenant_slug, discrepancy_id=proposal.discrepancy_id)
