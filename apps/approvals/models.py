@@ -81,6 +81,13 @@ class Proposal(TenantModel):
                 condition=Q(kind="invoice_fix") & LIVE,
                 name="one_invoice_fix_per_finding",
             ),
+            # One credit note, catch-up charge or write-off at a time per finding: two people
+            # proposing the same fix must not credit the customer twice.
+            models.UniqueConstraint(
+                fields=["tenant", "discrepancy"],
+                condition=Q(kind__in=["credit_note", "catch_up_charge", "write_off"]) & LIVE,
+                name="one_money_fix_per_finding",
+            ),
         ]
 
     def __str__(self) -> str:

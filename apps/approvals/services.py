@@ -23,7 +23,7 @@ from apps.providers import base
 from apps.providers.registry import provider_for
 from apps.reconciliation.models import Discrepancy
 from apps.reconciliation.services import discrepancy_change_status
-from apps.tenancy.context import tenant_context
+from apps.tenancy.context import tenant_context, unscoped_context
 from apps.tenancy.models import Membership, Tenant
 from apps.tenancy.permissions import authorize
 from apps.tenancy.roles import Action, role_can
@@ -84,6 +84,17 @@ def proposal_create(
         raise ValidationError({"reason": "Proposing less than the difference needs a reason."})
     if kind == Proposal.Kind.WRITE_OFF and not reason.strip():
         raise ValidationError({"reason": "A write-off needs a reason."})
+    Discrepancy.objects.select_for_update().filter(pk=discrepancy.pk).first()  # proposers in turn
+    standing = (
+        Proposal.objects.filter(discrepancy=discrepancy, kind__in=FIX_KINDS)
+        .exclude(status__in=(Proposal.Status.REJECTED, Proposal.Status.CANCELLED))
+        .first()
+    )
+    if standing is not None:
+        raise ValidationError(
+            f"This finding already has a {standing.get_kind_display().lower()} proposal "
+            f"({standing.get_status_display().lower()}): cancel or reject it before proposing another."
+        )
     tenant = Tenant.objects.get(pk=discrepancy.tenant_id)
     proposal = Proposal(
         discrepancy=discrepancy,
@@ -204,6 +215,19 @@ def _queue(proposal: Proposal) -> None:
     transaction.on_commit(lambda: _enqueue(proposal.tenant_id, message.pk), robust=True)
 
 
+def due_messages(now: dt.datetime | None = None, limit: int = 500) -> list[tuple[int, int]]:
+    """(tenant id, message id) of approved actions due another attempt: failed ones whose backoff is
+    over, and ones whose task was lost (no broker then, a worker gone, retries spent)."""
+    with unscoped_context(reason="outbox sweep: find approved actions due at the provider"):
+        return list(
+            OutboxMessage.unscoped_objects.filter(
+                status=OutboxMessage.Status.PENDING, next_attempt_at__lte=now or timezone.now()
+            )
+            .order_by("next_attempt_at")
+            .values_list("tenant_id", "pk")[:limit]
+        )
+
+
 def _enqueue(tenant_id: int, message_id: int) -> None:
     from apps.approvals.tasks import deliver_outbox_message
 
@@ -317,9 +341,13 @@ def deliver(tenant_id: int, message_id: int, *, after_provider_call: object = No
             )
         raise
     with tenant_context(tenant_id):
-        OutboxMessage.objects.filter(pk=message.pk).update(
+        # Pending, or cancelled while the provider was already acting: either way it happened, once.
+        not_yet_recorded = (OutboxMessage.Status.PENDING, OutboxMessage.Status.CANCELLED)
+        sent = OutboxMessage.objects.filter(pk=message.pk, status__in=not_yet_recorded).update(
             status=OutboxMessage.Status.SENT, sent_at=timezone.now(), result=result, last_error=""
         )
+        if not sent:  # another delivery of the same message got there first and recorded it
+            return OutboxMessage.objects.get(pk=message.pk)
         Proposal.objects.filter(pk=proposal.pk).update(
             status=Proposal.Status.EXECUTED, provider_reference=reference
         )

@@ -86,3 +86,32 @@ def test_the_page_offers_cancel_to_an_approver_and_never_approval_to_the_propose
     assert "Only a finance approver, or its proposer before approval, can cancel" in refused
     with tenant_context(tenant_a):
         assert Proposal.objects.get(pk=proposal.pk).status == "proposed"
+
+
+def test_the_sweep_retries_a_failed_delivery_until_it_succeeds(tenant_a, world, stripe_sandbox):  # noqa: F811
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from apps.approvals.services import due_messages
+    from apps.approvals.tasks import sweep_outbox
+
+    message = _approved(tenant_a, world)
+    stripe_sandbox_call(
+        stripe_sandbox,
+        "POST",
+        "faults",
+        {"path": "/v1/credit_notes", "method": "POST", "status": 500, "count": 1},
+    )
+    with pytest.raises(ProviderError):
+        deliver(tenant_a.pk, message.pk)
+    assert due_messages() == []  # backing off
+    later = timezone.now() + dt.timedelta(hours=2)
+    assert due_messages(now=later) == [(tenant_a.pk, message.pk)]
+    with tenant_context(tenant_a):
+        OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    assert sweep_outbox() == 1  # tasks run in-process here: delivered now
+    assert len(credit_notes(stripe_sandbox)) == 1
+    with tenant_context(tenant_a):
+        assert Proposal.objects.get().status == "executed"
+    assert due_messages(now=later) == []
