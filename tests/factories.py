@@ -512,3 +512,28 @@ class OutboxMessageFactory(_WithTenantParent):
 
     _parents = {"proposal": ProposalFactory}
     idempotency_key = factory.Sequence(lambda n: f"trueup-test-{n}")
+
+
+# --- account notes ---------------------------------------------------------
+from apps.accounts.models import AccountNote  # noqa: E402
+
+
+class AccountNoteFactory(_WithTenantParent):
+    class Meta:
+        model = AccountNote
+
+    _parents = {"account": AccountFactory}
+    author_label = "Cora CSM"
+    body = "Renewal call booked; they asked about the October invoice."
+
+
+# --- reconciliation schedule -----------------------------------------------
+from apps.reconciliation.models import ReconciliationSchedule  # noqa: E402
+
+
+class ReconciliationScheduleFactory(InTenant):
+    class Meta:
+        model = ReconciliationSchedule
+
+    day_of_month = 2
+    hour = 6

@@ -13,11 +13,13 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
-VAR_DIR = BASE_DIR / "var"
+from apps.config.broker import filesystem_broker_options
 
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# The embedded start's files: SQLite, the sandboxes' state, the file broker, logs.
+VAR_DIR = Path(env.str("TRUEUP_VAR_DIR", default=str(BASE_DIR / "var")))
 
 TRUEUP_ENV = env.str("TRUEUP_ENV", default="development")
 if TRUEUP_ENV not in {"development", "test", "production"}:
@@ -68,6 +70,8 @@ INSTALLED_APPS = [
     "apps.providers",
     "apps.approvals",
     "apps.reconciliation",
+    "apps.reports",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [
@@ -108,7 +112,7 @@ TEMPLATES = [
 ]
 
 # --- database ---------------------------------------------------------------
-VAR_DIR.mkdir(exist_ok=True)
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'trueup.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -250,12 +254,17 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Installed into the database schedule when beat starts; editable in the admin from then on.
 CELERY_BEAT_SCHEDULE = {
     "usage-push-sweep": {"task": "apps.billing.tasks.push_usage_sweep", "schedule": 60.0},
-    "reconcile-last-month": {
-        "task": "apps.reconciliation.tasks.reconcile_last_month",
-        "schedule": crontab(minute=0, hour=6, day_of_month="2"),
+    "outbox-sweep": {"task": "apps.approvals.tasks.sweep_outbox", "schedule": 60.0},
+    # Each tenant's own schedule (ReconciliationSchedule, in its time zone) decides what is due.
+    "reconciliation-schedules": {
+        "task": "apps.reconciliation.tasks.run_due_schedules",
+        "schedule": crontab(minute=0),
     },
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# filesystem:// is the embedded broker `serve_demo` runs a real worker on: message files under var/celery/.
+if CELERY_BROKER_URL.startswith("filesystem:"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(VAR_DIR / "celery")
 
 # --- secrets at rest -------------------------------------------------------
 # Fernet keys for provider credentials, newest first (rotation: add a key in front).
@@ -268,6 +277,11 @@ if PRODUCTION and not ENCRYPTION_KEYS:
 # --- provider sync ---------------------------------------------------------
 SYNC_CONCURRENCY_PER_TENANT = env.int("SYNC_CONCURRENCY_PER_TENANT", default=1)
 SYNC_LOCK_SECONDS = env.int("SYNC_LOCK_SECONDS", default=3600)
+
+# --- provider sandboxes ----------------------------------------------------
+# Where `serve_demo` runs the local Stripe- and Chargebee-compatible servers; empty when none runs.
+STRIPE_SANDBOX_URL = env.str("TRUEUP_STRIPE_SANDBOX_URL", default="")
+CHARGEBEE_SANDBOX_URL = env.str("TRUEUP_CHARGEBEE_SANDBOX_URL", default="")
 
 # --- reconciliation -------------------------------------------------------
 # A run over more accounts than this is split into chunks that workers reconcile in parallel.

@@ -8,13 +8,15 @@ from apps.accounts import apis as account_apis
 from apps.accounts import views as account_views
 from apps.billing import webhooks as billing_webhooks
 from apps.common import views as common_views
+from apps.reports import views as report_views
 from apps.tenancy import views as tenancy_views
 
 tenant_patterns = [
-    path("", tenancy_views.dashboard, name="tenant-dashboard"),
+    path("", report_views.dashboard, name="tenant-dashboard"),
     path("accounts/", account_views.account_list_view, name="account-list"),
     path("accounts/<int:account_id>/", account_views.account_detail_view, name="account-detail"),
     path("accounts/<int:account_id>/edit/", account_views.account_edit_view, name="account-edit"),
+    path("accounts/<int:account_id>/notes/", account_views.account_notes_view, name="account-notes"),
     path("settings/api-keys/", tenancy_views.api_keys, name="api-keys"),
     path("settings/api-keys/<int:key_id>/revoke/", tenancy_views.api_key_revoke, name="api-key-revoke"),
     path("catalog/", include("apps.catalog.urls")),
@@ -22,6 +24,9 @@ tenant_patterns = [
     path("reconciliation/", include("apps.approvals.urls")),
     path("settings/providers/", include("apps.billing.urls")),
     path("usage/", include("apps.usage.urls")),
+    path("reports/", include("apps.reports.urls")),
+    path("settings/", include("apps.reconciliation.settings_urls")),
+    path("audit/", include("apps.audit.urls")),
 ]
 
 api_patterns: list[URLPattern | URLResolver] = [

@@ -90,8 +90,11 @@ class QueueFilterForm(forms.Form):
 
     def filters(self) -> dict[str, object]:
         data = self.cleaned_data if self.is_valid() else {}
+        # No status in the query (a bare ?page=2 or ?sort=amount) is the default queue, needing
+        # action; an empty one is "Any status", chosen on purpose.
+        chosen = self.is_bound and "status" in self.data
         return {
-            "status": data.get("status", "active") if self.is_bound else "active",
+            "status": data.get("status", "active") if chosen else "active",
             "mine": data.get("mine"),
             "class": data.get("classification"),
             "period": data.get("period"),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
 from apps.accounts.models import Account
@@ -134,6 +134,10 @@ class ReconciliationLine(TenantModel):
         return f"{self.account} {self.meter or 'base fee'}: {self.classification}"
 
 
+# The statuses of findings that still need a person: the queue's default view.
+QUEUE_ACTIVE = ("open", "assigned", "escalated")
+
+
 class Discrepancy(TenantModel):
     """A line that needs a person: one per account, meter and period, kept across re-runs."""
 
@@ -181,6 +185,26 @@ class Discrepancy(TenantModel):
         indexes = [
             models.Index(fields=["tenant", "status", "-updated_at"], name="discrepancy_queue_idx"),
             models.Index(fields=["tenant", "period", "classification"], name="discrepancy_period_idx"),
+            # The queue's sorts and filters, so a page reads 50 index entries, not every finding;
+            # the partial ones cover the findings needing action (QUEUE_ACTIVE), the default view.
+            models.Index(fields=["tenant", "-updated_at", "-id", "status"], name="discrepancy_recent_idx"),
+            models.Index(
+                fields=["tenant", "classification", "-updated_at", "-id"],
+                condition=Q(status__in=QUEUE_ACTIVE),
+                name="discrepancy_active_class_idx",
+            ),
+            models.Index(
+                F("tenant"),
+                Abs("amount").desc(),
+                F("id").desc(),
+                condition=Q(status__in=QUEUE_ACTIVE),
+                name="discrepancy_active_amount_idx",
+            ),
+            models.Index(
+                fields=["tenant", "owner_role"],
+                condition=Q(status__in=QUEUE_ACTIVE, owner__isnull=True),
+                name="discrepancy_unassigned_idx",
+            ),
         ]
         verbose_name_plural = "discrepancies"
 
@@ -267,3 +291,45 @@ class RoutingRule(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.classification} → {self.owner or self.owner_role or 'account CSM'}"
+
+
+class ReconciliationSchedule(TenantModel):
+    """When a tenant's periods are reconciled on their own (one row per tenant; none = the defaults).
+
+    Times are wall-clock times in the tenant's time zone. ``last_*_period`` record the period
+    each kind of run was last started for, so the hourly beat starts at most one run per
+    period and kind, however often it ticks.
+    """
+
+    DEFAULT_DAY = 2
+    DEFAULT_HOUR = 6
+
+    enabled = models.BooleanField(default=True)
+    day_of_month = models.PositiveSmallIntegerField(
+        default=DEFAULT_DAY,
+        validators=[MinValueValidator(1), MaxValueValidator(28)],
+        help_text="Reconcile the previous month on this day (1 to 28).",
+    )
+    hour = models.PositiveSmallIntegerField(
+        default=DEFAULT_HOUR,
+        validators=[MaxValueValidator(23)],
+        help_text="At this hour (0 to 23), in the tenant's time zone.",
+    )
+    pre_invoice_days_before_month_end = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(27)],
+        help_text="Also reconcile the current month this many days before it ends, before the invoice "
+        "(blank: no pre-invoice run).",
+    )
+    last_monthly_period = models.CharField(max_length=7, blank=True, editable=False)
+    last_pre_invoice_period = models.CharField(max_length=7, blank=True, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="one_schedule_per_tenant")]
+
+    def __str__(self) -> str:
+        if not self.enabled:
+            return "Scheduled reconciliation off"
+        return f"Day {self.day_of_month} at {self.hour:02d}:00"

@@ -52,3 +52,25 @@ def reconcile_last_month(period: str | None = None) -> int:
             run_create(actor=None, period=period, trigger="schedule")
         started += 1
     return started
+
+
+@shared_task
+def run_due_schedules(now: str | None = None) -> int:
+    """The hourly beat: start every tenant's scheduled runs that are due (each at most once per period).
+
+    ``now`` (ISO 8601, aware) replays a given moment; the default is the current time.
+    """
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from apps.reconciliation.settings_services import schedules_run_due
+
+    moment = dt.datetime.fromisoformat(now) if now else timezone.now()
+    if timezone.is_naive(moment):
+        raise ValueError(f"run_due_schedules needs an aware time, not {now!r}")
+    token = set_request_id(f"schedule-{moment:%Y%m%d%H}")
+    try:
+        return schedules_run_due(now=moment)
+    finally:
+        reset_request_id(token)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.vary import vary_on_headers
 
 from apps.reconciliation import core
@@ -21,6 +24,7 @@ from apps.reconciliation.models import Classification, Discrepancy, Reconciliati
 from apps.reconciliation.selectors import (
     discrepancy_get,
     discrepancy_queue,
+    discrepancy_queue_page,
     run_get,
     run_lines,
     run_list,
@@ -34,7 +38,7 @@ from apps.reconciliation.services import (
     run_create,
 )
 from apps.tenancy.permissions import request_actor, request_role, request_tenant, requires
-from apps.tenancy.roles import Action
+from apps.tenancy.roles import Action, Role
 from apps.tenancy.selectors import tenant_members
 
 ACTIVE = (ReconciliationRun.Status.QUEUED, ReconciliationRun.Status.RUNNING)
@@ -162,34 +166,76 @@ QUEUE_PAGE = 50
 @requires(Action.VIEW, write_action=Action.DISCREPANCY_WORK)
 @vary_on_headers("HX-Request")
 def queue(request: HttpRequest, tenant_slug: str) -> HttpResponse:
-    """The discrepancy queue: filtered and sorted in the database, paginated, with bulk assign/dismiss."""
-    tenant = request_tenant(request)
+    """The discrepancy queue: filtered and sorted in the database, paginated, with bulk assign/dismiss.
+
+    With HTMX, filters, paging and bulk actions answer with the rows alone, swapped in place.
+    """
     if request.method == "POST":
         return _queue_bulk(request, tenant_slug)
-    form = QueueFilterForm(request.GET or None)
-    sort = request.GET.get("sort") or "recent"
-    findings = discrepancy_queue(
-        tenant, filters=form.filters(), user_id=request.user.pk, role=request_role(request), sort=sort
-    )
-    page = Paginator(findings, QUEUE_PAGE).get_page(request.GET.get("page"))
-    context = {
-        "form": form,
-        "page": page,
-        "sort": sort,
-        "query": _query_without(request, "page"),
-        "members": tenant_members(tenant),
-    }
     template = (
         "reconciliation/queue.html#rows" if getattr(request, "htmx", False) else "reconciliation/queue.html"
     )
-    return render(request, template, context)
+    return render(request, template, _queue_context(request, request.GET))
 
 
-def _query_without(request: HttpRequest, *names: str) -> str:
-    query = request.GET.copy()
-    for name in names:
-        query.pop(name, None)
-    return query.urlencode()
+def _queue_context(request: HttpRequest, params: QueryDict) -> dict[str, object]:
+    tenant = request_tenant(request)
+    form = QueueFilterForm(params or None)
+    filters = form.filters()
+    sort = params.get("sort") or "recent"
+    findings = discrepancy_queue(
+        tenant, filters=filters, user_id=request.user.pk, role=request_role(request), sort=sort
+    )
+    query = params.copy()
+    query.pop("page", None)
+    page = discrepancy_queue_page(tenant, findings, params.get("page"), QUEUE_PAGE)
+    return {
+        "form": form,
+        "page": page,
+        "rows": _queue_rows(page.object_list, tenant.slug),
+        "sort": sort,
+        "status": filters["status"],
+        "query": query.urlencode(),
+        "members": tenant_members(tenant),
+    }
+
+
+CLASS_LABELS = dict(Classification.choices)
+STATUS_LABELS = dict(Discrepancy.Status.choices)
+ROLE_LABELS = dict(Role.choices)
+CENT = Decimal("0.01")
+
+
+def _queue_rows(findings: Iterable[Discrepancy], tenant_slug: str) -> list[dict[str, object]]:
+    """A page's rows as the strings the table shows.
+
+    Resolved in Python once, not by the template engine per cell: for 50 rows, model lookups,
+    display methods, |date, |floatformat and {% url %} were half of the page's CPU time.
+    """
+    rows = []
+    for d in findings:
+        updated = timezone.localtime(d.updated_at)
+        owner = str(d.owner) if d.owner else ROLE_LABELS.get(d.owner_role, "watch-list")
+        rows.append(
+            {
+                "pk": str(d.pk),  # strings: the engine would localize numbers, cell by cell
+                "url": reverse("discrepancy", args=[tenant_slug, d.pk]),
+                "account": d.account.name,
+                "line": d.meter.name if d.meter else "base fee",
+                "period": d.period,
+                "classification": d.classification,
+                "class_label": CLASS_LABELS.get(d.classification, d.classification),
+                "source": d.source,
+                "direction": d.direction,
+                "amount": f"{d.amount.quantize(CENT, rounding=ROUND_HALF_UP):f}",  # as |floatformat:2
+                "currency": d.currency,
+                "owner": owner,
+                "owner_is_role": d.owner is None,
+                "status": STATUS_LABELS.get(d.status, d.status),
+                "updated": f"{updated:%b} {updated.day} {updated:%H:%M}",  # as |date:"M j H:i"
+            }
+        )
+    return rows
 
 
 def _queue_bulk(request: HttpRequest, tenant_slug: str) -> HttpResponse:
@@ -214,7 +260,12 @@ def _queue_bulk(request: HttpRequest, tenant_slug: str) -> HttpResponse:
         messages.success(request, f"{done} discrepanc{'y' if done == 1 else 'ies'} updated.")
     else:
         messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
-    return redirect(f"{reverse('queue', args=[tenant_slug])}?{request.POST.get('query', '')}")
+    params = QueryDict(request.POST.get("query", ""), mutable=True)
+    if request.POST.get("page", "").isdigit():
+        params["page"] = request.POST["page"]
+    if getattr(request, "htmx", False):  # the same page of the same queue, with what happened
+        return render(request, "reconciliation/queue.html#rows", _queue_context(request, params))
+    return redirect(f"{reverse('queue', args=[tenant_slug])}?{params.urlencode()}")
 
 
 @requires(Action.VIEW, write_action=Action.DISCREPANCY_WORK)

@@ -23,6 +23,8 @@ from tests.factories import (
     ProviderConnectionFactory,
     ReconciliationLineFactory,
     ReconciliationRunFactory,
+    RoutingRuleFactory,
+    ThresholdFactory,
     api_key_for,
 )
 from tests.urlwalk import app_routes
@@ -41,6 +43,8 @@ OBJECT_FACTORIES = {
     "discrepancy_id": DiscrepancyFactory,
     "proposal_id": ProposalFactory,
     "import_id": ImportJobFactory,
+    "threshold_id": ThresholdFactory,
+    "routing_rule_id": RoutingRuleFactory,
 }
 METHODS = ["get", "post", "put", "patch", "delete"]
 # Provider webhooks name a connection, not a user's object: they are authenticated by the
