@@ -9,4 +9,5 @@ urlpatterns = [
     path("bundles/", views.bundle_upload, name="bundle-upload"),
     path("discrepancies/", views.queue, name="queue"),
     path("discrepancies/<int:discrepancy_id>/", views.discrepancy_detail, name="discrepancy"),
+    path("discrepancies/<int:discrepancy_id>/status/", views.queue_row_status, name="queue-row-status"),
 ]

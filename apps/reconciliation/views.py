@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from apps.reconciliation import core
@@ -202,6 +203,15 @@ def _queue_context(request: HttpRequest, params: QueryDict) -> dict[str, object]
 
 CLASS_LABELS = dict(Classification.choices)
 STATUS_LABELS = dict(Discrepancy.Status.choices)
+INLINE_STATUSES = tuple(
+    (status.value, status.label)
+    for status in (
+        Discrepancy.Status.OPEN,
+        Discrepancy.Status.ASSIGNED,
+        Discrepancy.Status.ESCALATED,
+        Discrepancy.Status.RESOLVED,
+    )
+)
 ROLE_LABELS = dict(Role.choices)
 CENT = Decimal("0.01")
 
@@ -232,10 +242,31 @@ def _queue_rows(findings: Iterable[Discrepancy], tenant_slug: str) -> list[dict[
                 "owner": owner,
                 "owner_is_role": d.owner is None,
                 "status": STATUS_LABELS.get(d.status, d.status),
+                "status_value": d.status,
+                # Changed in place from the row; dismissing needs a reason (bulk, or the finding's page).
+                "inline_statuses": INLINE_STATUSES if d.status in dict(INLINE_STATUSES) else (),
                 "updated": f"{updated:%b} {updated.day} {updated:%H:%M}",  # as |date:"M j H:i"
             }
         )
     return rows
+
+
+@requires(Action.DISCREPANCY_WORK)
+@require_POST
+def queue_row_status(request: HttpRequest, tenant_slug: str, discrepancy_id: int) -> HttpResponse:
+    """One row's status, changed from the queue in place: answers with the row."""
+    tenant = request_tenant(request)
+    finding = discrepancy_get(tenant, discrepancy_id)
+    status = request.POST.get(f"status_{finding.pk}", "")
+    error = ""
+    if status not in dict(INLINE_STATUSES) or finding.status not in dict(INLINE_STATUSES):
+        error = "Not from here: dismiss with a reason (select it, then Dismiss) or open the finding."
+    elif status != finding.status:
+        discrepancy_change_status(discrepancy=finding, actor=request_actor(request), status=status)
+        finding = discrepancy_get(tenant, discrepancy_id)
+    row = _queue_rows([finding], tenant.slug)[0]
+    row["error"] = error
+    return render(request, "reconciliation/queue.html#row", {"r": row}, status=422 if error else 200)
 
 
 def _queue_bulk(request: HttpRequest, tenant_slug: str) -> HttpResponse:

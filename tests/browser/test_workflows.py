@@ -187,6 +187,11 @@ def queue_world(tenant: Any) -> None:
             )
 
 
+def statuses(page: Any) -> list[str]:
+    """The status each row of the queue shows (its inline select's value)."""
+    return page.eval_on_selector_all("#queue-rows select.inline-status", "els => els.map(e => e.value)")
+
+
 def test_the_queue_filters_pages_and_acts_in_place(page, live_server, tenant_a):
     queue_world(tenant_a)
     analyst = member(tenant_a, Role.FINANCE_ANALYST, email="fiona@alpha.test", full_name="Fiona Analyst")
@@ -200,7 +205,7 @@ def test_the_queue_filters_pages_and_acts_in_place(page, live_server, tenant_a):
     page.click("#queue-rows .pager >> text=Next")
     expect(page.locator("#queue-rows .pager")).to_contain_text("Page 2 of 2 · 64 discrepancies")
     expect(rows).to_have_count(14)
-    expect(rows.filter(has_text="Resolved")).to_have_count(0)  # page 2 of the same queue: still active
+    assert set(statuses(page)) <= {"open", "assigned", "escalated"}  # page 2 of the same queue: still active
     assert "page=2" in page.url
     assert page.evaluate("window.__marker") == 1, "paging must not load a new page"
 
@@ -216,7 +221,7 @@ def test_the_queue_filters_pages_and_acts_in_place(page, live_server, tenant_a):
     page.click("#queue-rows button[value=assign]")
     expect(page.locator("#queue-rows .flash")).to_contain_text("3 discrepancies updated.")
     expect(rows.filter(has_text="Fiona Analyst")).to_have_count(3)
-    expect(rows.filter(has_text="Assigned")).to_have_count(3)
+    assert statuses(page).count("assigned") == 3
     expect(rows).to_have_count(6)  # still filtered to over-bills
     expect(page.locator("#queue-loading")).to_have_css("opacity", "0")  # settled
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -243,7 +248,19 @@ def test_the_queue_filters_pages_and_acts_in_place(page, live_server, tenant_a):
     expect(rows).to_have_count(5)
     expect(page.locator("#f-class")).to_have_value("over_bill")
     expect(page.locator("#f-status")).to_have_value("active")
+
+    page.evaluate("window.__marker = 2")  # one row's status, changed in the row itself
+    first = rows.nth(0)
+    finding_id = first.locator("input[name=ids]").get_attribute("value")
+    with page.expect_response(lambda r: r.url.endswith(f"/{finding_id}/status/")) as answer:
+        first.locator("select.inline-status").select_option("resolved")
+    assert answer.value.status == 200
+    expect(page.locator(f"#finding-{finding_id} select.inline-status")).to_have_value("resolved")
+    assert page.evaluate("window.__marker") == 2, "a row's status must change without a page load"
     with tenant_context(tenant_a):
-        assert Discrepancy.objects.filter(owner=analyst, status="assigned").count() == 3
+        assert Discrepancy.objects.get(pk=finding_id).status == "resolved"
+        assert Discrepancy.objects.filter(owner=analyst, status="assigned").count() == 3 - (
+            Discrepancy.objects.filter(pk=finding_id, owner=analyst).count()
+        )
         assert Discrepancy.objects.filter(status="dismissed").count() == 1
     assert page.console_errors == [], page.console_errors
