@@ -81,12 +81,14 @@ class Proposal(TenantModel):
                 condition=Q(kind="invoice_fix") & LIVE,
                 name="one_invoice_fix_per_finding",
             ),
-            # One credit note, catch-up charge or write-off at a time per finding: two people
-            # proposing the same fix must not credit the customer twice.
+            # One credit note, catch-up charge or write-off under way per finding: two people
+            # proposing the same fix must not credit the customer twice (done ones may be followed
+            # by another for what is left; the service checks the amount).
             models.UniqueConstraint(
                 fields=["tenant", "discrepancy"],
-                condition=Q(kind__in=["credit_note", "catch_up_charge", "write_off"]) & LIVE,
-                name="one_money_fix_per_finding",
+                condition=Q(kind__in=["credit_note", "catch_up_charge", "write_off"])
+                & Q(status__in=["proposed", "approved", "failed"]),
+                name="one_money_fix_under_way_per_finding",
             ),
         ]
 

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from apps.approvals.models import Approval, OutboxMessage, Proposal
@@ -36,6 +37,7 @@ DRAFT_INVOICE_KINDS = (
     Proposal.Kind.INVOICE_FIX,
     Proposal.Kind.INVOICE_RELEASE,
 )
+UNDER_WAY = (Proposal.Status.PROPOSED, Proposal.Status.APPROVED, Proposal.Status.FAILED)
 FIX_KINDS = (
     Proposal.Kind.CREDIT_NOTE,
     Proposal.Kind.CATCH_UP_CHARGE,
@@ -70,31 +72,32 @@ def proposal_create(
     authorize(
         _role(actor), Action.CREDIT_PROPOSE if kind == Proposal.Kind.CREDIT_NOTE else Action.CHARGE_PROPOSE
     )
-    gap = abs(discrepancy.amount)
     if kind == Proposal.Kind.CREDIT_NOTE and discrepancy.direction != "over":
         raise ValidationError({"kind": "A credit note fixes an over-bill."})
     if kind in (Proposal.Kind.CATCH_UP_CHARGE, Proposal.Kind.WRITE_OFF) and discrepancy.direction != "under":
         raise ValidationError({"kind": "A catch-up charge or a write-off fixes an under-bill."})
+    Discrepancy.objects.select_for_update().filter(pk=discrepancy.pk).first()  # proposers in turn
+    fixes = Proposal.objects.filter(discrepancy=discrepancy, kind__in=FIX_KINDS)
+    under_way = fixes.filter(status__in=UNDER_WAY).first()
+    if under_way is not None:
+        raise ValidationError(
+            f"This finding already has a {under_way.get_kind_display().lower()} proposal "
+            f"({under_way.get_status_display().lower()}): it must be done, rejected or cancelled first."
+        )
+    done = fixes.filter(status=Proposal.Status.EXECUTED).aggregate(total=Sum("amount"))["total"] or 0
+    gap = abs(discrepancy.amount) - done  # what earlier fixes left
+    if gap <= 0:
+        raise ValidationError("This finding has been fixed in full already.")
     amount = gap if amount is None else amount
     if amount <= 0 or amount > gap:
+        left = " (what earlier fixes left)" if done else ""
         raise ValidationError(
-            {"amount": f"The amount must be more than 0 and at most {gap} {discrepancy.currency}."}
+            {"amount": f"The amount must be more than 0 and at most {gap} {discrepancy.currency}{left}."}
         )
     if amount < gap and not reason.strip():
         raise ValidationError({"reason": "Proposing less than the difference needs a reason."})
     if kind == Proposal.Kind.WRITE_OFF and not reason.strip():
         raise ValidationError({"reason": "A write-off needs a reason."})
-    Discrepancy.objects.select_for_update().filter(pk=discrepancy.pk).first()  # proposers in turn
-    standing = (
-        Proposal.objects.filter(discrepancy=discrepancy, kind__in=FIX_KINDS)
-        .exclude(status__in=(Proposal.Status.REJECTED, Proposal.Status.CANCELLED))
-        .first()
-    )
-    if standing is not None:
-        raise ValidationError(
-            f"This finding already has a {standing.get_kind_display().lower()} proposal "
-            f"({standing.get_status_display().lower()}): cancel or reject it before proposing another."
-        )
     tenant = Tenant.objects.get(pk=discrepancy.tenant_id)
     proposal = Proposal(
         discrepancy=discrepancy,
@@ -152,7 +155,7 @@ def proposal_decide(*, actor: User, proposal: Proposal, approve: bool, reason: s
         raise ValidationError("You have already decided on this proposal.") from exc
 
 
-CANCELLABLE = (Proposal.Status.PROPOSED, Proposal.Status.APPROVED, Proposal.Status.FAILED)
+CANCELLABLE = UNDER_WAY
 
 
 def proposal_cancel(*, actor: User, proposal: Proposal, reason: str) -> Proposal:

@@ -115,3 +115,35 @@ def test_the_sweep_retries_a_failed_delivery_until_it_succeeds(tenant_a, world, 
     with tenant_context(tenant_a):
         assert Proposal.objects.get().status == "executed"
     assert due_messages(now=later) == []
+
+
+def test_after_a_partial_credit_only_what_is_left_can_be_credited(tenant_a, world, stripe_sandbox):  # noqa: F811
+    from decimal import Decimal
+
+    from apps.approvals.services import proposal_decide
+
+    with tenant_context(tenant_a):
+        first = proposal_create(
+            actor=world["analyst"],
+            discrepancy=world["finding"],
+            kind="credit_note",
+            amount=Decimal("10.00"),
+            reason="the customer agreed to keep 30 as a prepayment",
+        )
+        with pytest.raises(ValidationError, match="already has a credit note proposal"):
+            proposal_create(actor=world["csm"], discrepancy=world["finding"], kind="credit_note")
+        proposal_decide(actor=world["approver"], proposal=first, approve=True)
+    with tenant_context(tenant_a):
+        message = OutboxMessage.objects.get(proposal=first)
+    assert deliver(tenant_a.pk, message.pk).status == "sent"
+    with tenant_context(tenant_a):
+        with pytest.raises(ValidationError, match=r"at most 30\.00"):
+            proposal_create(
+                actor=world["analyst"],
+                discrepancy=world["finding"],
+                kind="credit_note",
+                amount=Decimal("40.00"),
+                reason="again",
+            )
+        rest = proposal_create(actor=world["analyst"], discrepancy=world["finding"], kind="credit_note")
+        assert rest.amount == Decimal("30.00")
