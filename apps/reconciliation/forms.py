@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from django import forms
 from django.utils import timezone
 
@@ -59,6 +62,7 @@ class QueueFilterForm(forms.Form):
         ],
     )
     mine = forms.BooleanField(required=False, label="My queue")
+    owner = forms.ChoiceField(required=False, label="Owner")
     classification = forms.ChoiceField(required=False, label="Class")
     period = forms.RegexField(
         regex=r"^\d{4}-(0[1-9]|1[0-2])$", required=False, error_messages={"invalid": "Use YYYY-MM."}
@@ -77,10 +81,20 @@ class QueueFilterForm(forms.Form):
         ],
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: object, members: Iterable[Any] = (), **kwargs: object) -> None:
         from apps.reconciliation.models import NEEDS_ACTION, Classification
+        from apps.tenancy.roles import Role
 
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        owner = self.fields["owner"]
+        assert isinstance(owner, forms.ChoiceField)  # noqa: S101 - declared just above
+        owner.choices = [
+            ("", "Any owner"),
+            ("nobody", "Nobody (the watch-list)"),
+            ("Routed to a role, nobody assigned", [(f"role:{r.value}", str(r.label)) for r in Role]),
+            ("Assigned to", [(f"user:{m.user_id}", str(m.user)) for m in members]),
+        ]
+        owner.widget.attrs["id"] = "f-owner"
         field = self.fields["classification"]
         assert isinstance(field, forms.ChoiceField)  # noqa: S101 - declared just above
         field.choices = [
@@ -102,6 +116,7 @@ class QueueFilterForm(forms.Form):
             "segment": data.get("segment"),
             "meter": data.get("meter"),
             "min_amount": data.get("min_amount"),
+            "owner": data.get("owner"),
         }
 
 

@@ -87,6 +87,13 @@ def discrepancy_queue(
         queryset = queryset.filter(
             Q(account__name__icontains=filters["account"]) | Q(account__key=filters["account"])
         )
+    owner = str(filters.get("owner") or "")
+    if owner == "nobody":
+        queryset = queryset.filter(owner__isnull=True, owner_role="")
+    elif owner.startswith("role:"):
+        queryset = queryset.filter(owner__isnull=True, owner_role=owner.removeprefix("role:"))
+    elif owner.startswith("user:") and owner.removeprefix("user:").isdigit():
+        queryset = queryset.filter(owner_id=int(owner.removeprefix("user:")))
     if filters.get("min_amount") is not None:
         queryset = queryset.annotate(abs_amount=Abs("amount")).filter(abs_amount__gte=filters["min_amount"])
     if sort == "amount" and "abs_amount" not in queryset.query.annotations:

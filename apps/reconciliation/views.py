@@ -181,7 +181,7 @@ def queue(request: HttpRequest, tenant_slug: str) -> HttpResponse:
 
 def _queue_context(request: HttpRequest, params: QueryDict) -> dict[str, object]:
     tenant = request_tenant(request)
-    form = QueueFilterForm(params or None)
+    form = QueueFilterForm(params or None, members=tenant_members(tenant))
     filters = form.filters()
     sort = params.get("sort") or "recent"
     findings = discrepancy_queue(

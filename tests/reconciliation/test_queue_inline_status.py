@@ -52,3 +52,22 @@ def test_roles_that_do_not_work_the_queue_cannot(client, tenant_a, role):
     assert client.post(_url(tenant_a, finding), {f"status_{finding.pk}": "resolved"}).status_code == 403
     with tenant_context(tenant_a):
         assert Discrepancy.objects.get(pk=finding.pk).status == finding.status
+
+
+def test_the_queue_filters_by_owner(client, tenant_a):
+    analyst = member(tenant_a, Role.FINANCE_ANALYST)
+    mine = DiscrepancyFactory(tenant=tenant_a, owner=analyst, status="assigned")
+    routed = DiscrepancyFactory(tenant=tenant_a, owner_role=Role.REVOPS)
+    watched = DiscrepancyFactory(tenant=tenant_a, owner_role="")
+    client.force_login(analyst)
+    queue = reverse("queue", kwargs={"tenant_slug": tenant_a.slug})
+
+    def shown(owner: str) -> set[int]:
+        page = client.get(queue, {"owner": owner}).content.decode()
+        return {d.pk for d in (mine, routed, watched) if f'name="ids" value="{d.pk}"' in page}
+
+    assert shown(f"user:{analyst.pk}") == {mine.pk}
+    assert shown("role:revops") == {routed.pk}
+    assert shown("nobody") == {watched.pk}
+    assert shown("") == {mine.pk, routed.pk, watched.pk}
+    assert f'<option value="user:{analyst.pk}"' in client.get(queue).content.decode()
