@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -237,6 +238,20 @@ def _enqueue(tenant_id: int, message_id: int) -> None:
     deliver_outbox_message.delay(tenant_id, message_id)
 
 
+def invoice_of(finding: Discrepancy, provider: str) -> Invoice | None:
+    """The provider's invoice the finding is about: the one of its line, else the account's invoice
+    for the finding's month (in the account's time zone), else its latest."""
+    line_invoice = getattr(getattr(finding.line, "invoice_line", None), "invoice", None)
+    if line_invoice is not None and line_invoice.source == provider:
+        return line_invoice
+    invoices = list(
+        Invoice.objects.filter(account=finding.account, source=provider).order_by("-period_start")
+    )
+    zone = ZoneInfo(finding.account.timezone or "UTC")
+    of_period = [i for i in invoices if f"{i.period_start.astimezone(zone):%Y-%m}" == finding.period]
+    return (of_period or invoices or [None])[0]
+
+
 def _request(proposal: Proposal) -> tuple[str, object]:
     """What to send for the proposal: the same parameters on every attempt (the key must match them)."""
     finding = proposal.discrepancy
@@ -250,11 +265,7 @@ def _request(proposal: Proposal) -> tuple[str, object]:
         if proposal.kind == Proposal.Kind.INVOICE_RELEASE:
             return "release", invoice.external_id
     else:
-        invoice = (
-            Invoice.objects.filter(account=finding.account, source=provider_name)
-            .order_by("-period_start")
-            .first()
-        )
+        invoice = invoice_of(finding, provider_name)
     if proposal.kind == Proposal.Kind.CREDIT_NOTE:
         if invoice is None:
             raise base.ProviderError("no invoice of this account at the provider to credit")

@@ -12,8 +12,7 @@ from django.views.decorators.http import require_POST
 
 from apps.approvals.draft_invoices import invoice_hold, invoice_release_propose
 from apps.approvals.models import Proposal
-from apps.approvals.services import proposal_cancel, proposal_create, proposal_decide
-from apps.billing.models import Invoice
+from apps.approvals.services import invoice_of, proposal_cancel, proposal_create, proposal_decide
 from apps.providers.base import CreditNoteLine, CreditNoteRequest, ProviderError
 from apps.providers.registry import provider_for
 from apps.reconciliation.selectors import discrepancy_get
@@ -118,11 +117,7 @@ def provider_preview(proposal: Proposal) -> str:
     """What the provider would issue for a credit-note proposal (its own preview), in a sentence."""
     if proposal.kind != Proposal.Kind.CREDIT_NOTE or proposal.connection is None:
         return ""
-    invoice = (
-        Invoice.objects.filter(account=proposal.discrepancy.account, source=proposal.connection.provider)
-        .order_by("-period_start")
-        .first()
-    )
+    invoice = invoice_of(proposal.discrepancy, proposal.connection.provider)
     if invoice is None:
         return "No invoice of this account at the provider to preview against."
     try:

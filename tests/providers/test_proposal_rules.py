@@ -1,5 +1,7 @@
-"""A failing fix stays visible until it succeeds or a person cancels it; cancelled, nothing more is
-sent to the provider. Who may cancel: a finance approver, or the proposer before approval."""
+"""Rules of a fix after approval: a failing one stays visible and is retried (by its task and the
+sweep) until it succeeds or a person cancels it (a finance approver, or the proposer before
+approval); one money fix under way per finding, later ones only for what is left; a fix goes to
+the invoice of the finding's month."""
 
 from __future__ import annotations
 
@@ -147,3 +149,30 @@ def test_after_a_partial_credit_only_what_is_left_can_be_credited(tenant_a, worl
             )
         rest = proposal_create(actor=world["analyst"], discrepancy=world["finding"], kind="credit_note")
         assert rest.amount == Decimal("30.00")
+
+
+def test_a_fix_goes_to_the_invoice_of_the_findings_month(tenant_a):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from apps.approvals.services import invoice_of
+    from tests.factories import AccountFactory, DiscrepancyFactory, InvoiceFactory
+
+    account = AccountFactory(tenant=tenant_a, timezone="Asia/Tokyo")
+    tokyo = ZoneInfo("Asia/Tokyo")
+    august, october = (
+        InvoiceFactory(
+            tenant=tenant_a,
+            account=account,
+            source="stripe",
+            period_start=dt.datetime(2026, month, 1, tzinfo=tokyo),
+            period_end=dt.datetime(2026, month + 1, 1, tzinfo=tokyo),
+        )
+        for month in (8, 10)
+    )
+    with tenant_context(tenant_a):
+        in_august = DiscrepancyFactory(tenant=tenant_a, account=account, period="2026-08")
+        assert invoice_of(in_august, "stripe") == august
+        later = DiscrepancyFactory(tenant=tenant_a, account=account, period="2026-12")
+        assert invoice_of(later, "stripe") == october  # no invoice for December yet: the latest
+        assert invoice_of(in_august, "chargebee") is None
