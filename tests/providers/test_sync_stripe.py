@@ -257,3 +257,31 @@ def test_credit_notes_issued_at_the_provider_are_synced_against_their_invoice(
         assert note.invoice.external_id == invoice_id and sum(line.amount for line in note.lines.all()) == D(
             "12.50"
         )
+
+
+def test_phases_recorded_in_trueup_are_kept_when_the_provider_shows_another_plan(
+    connected, tenant_a, stripe_seeded
+):
+    """A plan change RevOps entered (the contract) is not rewritten by a subscription that was never
+    told about it: the sync reports the disagreement instead."""
+    import datetime as dt
+
+    from apps.accounts.models import AccountExternalId
+    from apps.catalog.models import SubscriptionPhase
+    from apps.catalog.services import phase_create
+    from tests.factories import PlanFactory
+
+    _cloud_plan(tenant_a)
+    sync_connection(tenant_a.pk, connected.pk, full=True, sleep=lambda _s: None)
+    other = PlanFactory(tenant=tenant_a, key="legacy", name="Legacy", currency="USD")
+    with tenant_context(tenant_a):
+        acme = AccountExternalId.objects.get(external_id=stripe_seeded["acme"]).account
+        SubscriptionPhase.objects.all().delete()
+        start = dt.datetime.fromtimestamp(stripe_seeded["start"], tz=dt.UTC)
+        recorded = phase_create(actor=None, account=acme, plan=other, starts_at=start - dt.timedelta(days=1))
+    report = sync_connection(tenant_a.pk, connected.pk, full=True, sleep=lambda _s: None)
+    with tenant_context(tenant_a):
+        assert list(SubscriptionPhase.objects.values_list("pk", "plan_id", "ends_at")) == [
+            (recorded.pk, other.pk, None)
+        ]
+    assert report.counts["subscriptions kept as recorded in Trueup"] == 1
