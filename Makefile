@@ -64,6 +64,12 @@ vendor:
 bench-ingest: install
 	$(PY) scripts/bench_ingest.py $(BENCH_ARGS)
 
+# Refresh the README's screenshots (docs/screenshots/): the demo tour in a real browser.
+.PHONY: screenshots
+screenshots: install
+	@DATABASE_URL="$$($(PY) scripts/test_database.py)" TRUEUP_ENV=test TRUEUP_SCREENSHOTS_TO_DOCS=1 \
+		$(PY) -m pytest tests/browser/test_demo_tour.py -q
+
 # Queue and approval benchmark (PostgreSQL on 127.0.0.1): the discrepancy queue over 100k findings
 # (p50/p95 per request kind, target p95 < 100 ms) and approvals through the decide view.
 .PHONY: bench-ui

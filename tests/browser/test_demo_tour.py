@@ -4,12 +4,14 @@
 the events API, billing through the real SDKs), syncs them with the real adapters and reconciles three
 months. Every injected fault must be found and classified as intended, nothing else flagged, and the
 findings must be on the dashboard and in the queue. Then a browser walks the main screens and saves
-the screenshots the README shows (docs/screenshots/). Running the loader again changes nothing.
+the screenshots the README shows (docs/screenshots/, with `make screenshots`). Running the
+loader again changes nothing.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +31,9 @@ from apps.users.models import User
 from tests.providers.conftest import chargebee_sandbox, stripe_sandbox  # noqa: F401 - the sandbox fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+# `make screenshots` refreshes the README's pictures in docs/; a plain test run keeps them in var/.
+DOCS = ROOT / ("docs" if os.environ.get("TRUEUP_SCREENSHOTS_TO_DOCS") else "var") / "screenshots"
 
 
 def _findings(tenant: Tenant) -> dict[tuple[str, str | None, str], Discrepancy]:
