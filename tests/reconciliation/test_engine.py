@@ -321,6 +321,7 @@ def test_chunks_run_in_parallel_on_real_workers_over_redis(tenant_a, settings):
                 time.sleep(0.2)
     finally:
         previous.set_current()
+        previous.set_default()  # start_worker made the test app every thread's default: undo it
         task_prerun.disconnect(record)
     assert (run.status, run.chunks_total, run.chunks_done) == ("succeeded", 3, 3), run.error
     chunk_threads = {ident for name, ident in ran if name.endswith("reconcile_run_chunk")}
