@@ -9,7 +9,6 @@ import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -25,11 +24,10 @@ from apps.catalog.services import ChargeSpec, override_create
 from apps.demo.scenario import FIRST, MONTHS, Event, World
 from apps.demo.stripe_loader import (
     PRICING,
-    REPLAY_END,
     REPLAY_START,
     Say,
     catalogue_and_accounts,
-    send_events,
+    play,
 )
 from apps.providers.chargebee import ChargebeeProvider
 from apps.tenancy.context import tenant_context
@@ -234,9 +232,6 @@ def replay_chargebee(
         UsagePushSettings.objects.create(connection=connection, item_prices=mapping)
         side.subscribe(accounts, catalogue)
 
-    moments: dict[dt.datetime, list[Event]] = defaultdict(list)
-    for event in world.events:
-        moments[world.send_time(event)].append(event)
     actions: dict[dt.datetime, list[Callable[[], None]]] = defaultdict(list)
     for customer in world.customers:
         for period in MONTHS:
@@ -251,16 +246,6 @@ def replay_chargebee(
             functools.partial(side.credit, key)
         )
 
-    pool = ThreadPoolExecutor(max_workers=4)
     say(f"  replaying {len(world.events)} usage events over three months (events API and Chargebee)…")
-    for at in sorted(set(moments) | set(actions)):
-        side.clock(at)
-        for action in actions.get(at, []):
-            action()
-        batch = moments.get(at, [])
-        if batch:
-            send_events(token, batch, at)
-            list(pool.map(side.usage, batch))
-    pool.shutdown()
-    side.clock(REPLAY_END)
+    play(world, token, actions, clock=side.clock, forward=side.usage)
     return connection

@@ -105,6 +105,31 @@ def send_events(token: str, events: list[Event], at: dt.datetime) -> None:
             )
 
 
+def play(
+    world: World,
+    token: str,
+    actions: dict[dt.datetime, list[Callable[[], None]]],
+    *,
+    clock: Callable[[dt.datetime], None],
+    forward: Callable[[Event], None],
+) -> None:
+    """Walk the timeline: at each moment move the provider's clock, do what is due there, and ship
+    that moment's usage to Trueup's events API and (``forward``, in parallel) to the provider."""
+    moments: dict[dt.datetime, list[Event]] = defaultdict(list)
+    for event in world.events:
+        moments[world.send_time(event)].append(event)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for at in sorted(set(moments) | set(actions)):
+            clock(at)
+            for action in actions.get(at, []):
+                action()
+            batch = moments.get(at, [])
+            if batch:
+                send_events(token, batch, at)
+                list(pool.map(forward, batch))
+    clock(REPLAY_END)
+
+
 class StripeWorld:
     """The tenant's Stripe account: prices mirroring the catalogue (one of them wrong), customers,
     subscriptions, meter events from the pipeline, a plan change, a negotiated credit."""
@@ -283,9 +308,6 @@ def replay_stripe(
         stripe_side.setup(catalogue)
         stripe_side.subscribe(accounts, catalogue)
 
-    moments: dict[dt.datetime, list[Event]] = defaultdict(list)
-    for event in world.events:
-        moments[world.send_time(event)].append(event)
     actions: dict[dt.datetime, list[Callable[[], None]]] = defaultdict(list)
     for key, (plan, day) in world.plan_change.items():
         actions[world.customer(key).local(day)].append(functools.partial(stripe_side.change_plan, key, plan))
@@ -293,17 +315,7 @@ def replay_stripe(
         year, month = map(int, period.split("-"))
         when = dt.datetime(year, month + 1, 5, 15, tzinfo=dt.UTC)
         actions[when].append(functools.partial(stripe_side.credit, key))
-    pool = ThreadPoolExecutor(max_workers=4)  # the pipeline's meter events go out in parallel
     logging.getLogger("stripe").setLevel(logging.WARNING)
     say(f"  replaying {len(world.events)} usage events over three months through the events API and Stripe…")
-    for at in sorted(set(moments) | set(actions)):
-        stripe_side.clock(at)
-        for action in actions.get(at, []):
-            action()
-        batch = moments.get(at, [])
-        if batch:
-            send_events(token, batch, at)
-            list(pool.map(stripe_side.meter, batch))
-    pool.shutdown()
-    stripe_side.clock(REPLAY_END)
+    play(world, token, actions, clock=stripe_side.clock, forward=stripe_side.meter)
     return connection
